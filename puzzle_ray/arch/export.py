@@ -1,0 +1,101 @@
+"""Export in the published `nemotron-nas` layout, readable by vLLM / TensorRT-LLM / SGLang and by us.
+
+`config.json` carries `architectures: ["DeciLMForCausalLM"]`, `model_type: "nemotron-nas"` and one
+`block_configs` entry per layer; `ffn_mult` is written so that the engines' rounding gives back the same
+width, and the exact `intermediate_size` is written beside it for our own loader. Weights are safetensors
+(sharded for large models) with the DeciLM names. The directory appears atomically: a failed export leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from transformers import PreTrainedModel
+
+from .blocks import engine_intermediate_size, ffn_mult_for
+from .config import PuzzleConfig
+
+log = logging.getLogger(__name__)
+
+ENGINES = "vLLM, TensorRT-LLM, SGLang, llama.cpp and MLX"
+
+
+def engine_warnings(config: PuzzleConfig) -> list[str]:
+    """What inference engines reading the exported `nemotron-nas` checkpoint would get wrong."""
+    out = []
+    inexact = []
+    for i, b in enumerate(config.block_configs):
+        if b.ffn.kind == "swiglu":
+            size = b.ffn.intermediate_size
+            engine = engine_intermediate_size(ffn_mult_for(size, config.hidden_size), config.hidden_size)
+            if engine != size:
+                inexact.append(f"layer {i}: {size} (engines read {engine})")
+    if inexact:
+        out.append(
+            f"FFN widths that are not multiples of 256 cannot be expressed by ffn_mult; {ENGINES} cannot read "
+            "them (only puzzle-ray's loader, which uses the per-block intermediate_size): " + "; ".join(inexact)
+        )
+    linear = [i for i, b in enumerate(config.block_configs) if b.attention.kind == "linear" or b.ffn.kind == "linear"]
+    if linear:
+        out.append(f"layers {linear} use linear replacements: vLLM has no loader path for them (TensorRT-LLM has)")
+    if config.qkv_bias or config.attention_bias:
+        out.append(f"attention biases (Qwen2-style parents) are not part of the DeciLM layout: {ENGINES} ignore them")
+    if config.head_dim != config.hidden_size // config.num_attention_heads:
+        out.append(f"head_dim={config.head_dim} differs from hidden_size / heads: DeciLM engines assume the latter")
+    return out
+
+
+def published_config_dict(config: PuzzleConfig) -> dict:
+    """`config.to_dict()` rewritten into the published layout (plus the legacy RoPE keys engines read)."""
+    data = config.to_dict()
+    data["architectures"] = ["DeciLMForCausalLM"]
+    data["model_type"] = PuzzleConfig.model_type
+    data["intermediate_size"] = None
+    data["num_key_value_heads"] = None
+    rope = dict(data.get("rope_parameters") or {})
+    data["rope_theta"] = rope.pop("rope_theta", 10000.0)
+    data["rope_scaling"] = rope if rope.get("rope_type", "default") != "default" else None
+    # Generic PreTrainedConfig bookkeeping that the published files do not carry.
+    for key in ("_name_or_path", "auto_map", "id2label", "label2id", "problem_type", "chunk_size_feed_forward",
+                "output_hidden_states", "return_dict", "is_encoder_decoder", "output_attentions"):
+        data.pop(key, None)
+    return data
+
+
+def export_pretrained(
+    model: PreTrainedModel,
+    out_dir: str | Path,
+    tokenizer=None,
+    max_shard_size: str | int = "5GB",
+    overwrite: bool = False,
+) -> list[str]:
+    """Write `model` (a `PuzzleForCausalLM`) to `out_dir`; returns the engine warnings it also logged."""
+    from .convert import convert_from_hf
+
+    model = convert_from_hf(model)  # a plain Llama/Qwen2/Mistral parent is exported as its own child
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass overwrite=True to replace it)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    warnings = engine_warnings(model.config)
+    for w in warnings:
+        log.warning(w)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, max_shard_size=max_shard_size)
+        (tmp / "config.json").write_text(json.dumps(published_config_dict(model.config), indent=2, sort_keys=True) + "\n")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return warnings

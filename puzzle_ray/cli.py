@@ -1,0 +1,80 @@
+"""The `puzzle-ray` command line. Each subcommand is a thin wrapper around a library function."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Puzzle NAS and Parallel Context Windows on Ray.")
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One clear error line and a non-zero exit."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def inspect(
+    config: Annotated[Path, typer.Argument(help="config.json (nemotron-nas, Llama, Qwen2 or Mistral) or a model folder")],
+    parent: Annotated[Optional[Path], typer.Option(help="the parent's config.json, to compare against")] = None,
+    dtype: Annotated[str, typer.Option(help="KV-cache dtype for the byte counts")] = "bfloat16",
+    verify: Annotated[bool, typer.Option(help="also count parameters on the meta device")] = True,
+) -> None:
+    """Per-layer architecture table, parameters and KV-cache bytes per token, without loading weights."""
+    from .arch.summary import count_params_on_meta, layer_table, load_puzzle_config, totals_table
+    from .arch.stats import model_stats
+
+    start = time.perf_counter()
+    try:
+        child = load_puzzle_config(config)
+        configs = {"parent": load_puzzle_config(parent)} if parent else {}
+        configs[config.stem if config.is_file() else config.name] = child
+        if verify and count_params_on_meta(child) != model_stats(child, dtype).num_params:
+            fail("parameter formula disagrees with the model class (please report this)")
+        console.print(layer_table(child, dtype))
+        console.print(totals_table(configs, dtype))
+    except (OSError, ValueError) as e:
+        fail(str(e))
+    console.print(f"[dim]inspected in {time.perf_counter() - start:.3f} s[/]")
+
+
+@app.command()
+def convert(
+    parent_dir: Annotated[Path, typer.Argument(help="a local Llama / Qwen2 / Mistral Hugging Face model folder")],
+    out_dir: Annotated[Path, typer.Argument(help="where to write the nemotron-nas export")],
+    overwrite: bool = False,
+) -> None:
+    """Write the parent, unchanged, in the nemotron-nas export layout (every block is the parent's own)."""
+    from transformers import AutoTokenizer
+
+    from .arch.convert import convert_from_hf
+    from .arch.export import export_pretrained
+
+    try:
+        model = convert_from_hf(parent_dir)
+        tokenizer = None
+        if any((parent_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+            tokenizer = AutoTokenizer.from_pretrained(parent_dir, trust_remote_code=False)
+        export_pretrained(model, out_dir, tokenizer=tokenizer, overwrite=overwrite)
+    except (OSError, ValueError, RuntimeError) as e:
+        fail(str(e))
+    console.print(f"wrote {out_dir}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The artifact store: a local folder by default, any fsspec URL (`s3://`, `gs://`, ...) on clusters.
+
+It is the only thing Ray actors and tasks share: nothing assumes a common filesystem except through this
+URL. Writes are atomic where the backend allows (write to a temporary name, then move), so a reader never
+sees half a file and a crashed writer leaves nothing that looks complete. Completion is recorded by writing
+a small JSON record last.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+
+class StoreError(OSError):
+    """The artifact store cannot be used (missing, not writable, bad URL); the message names the URL."""
+
+
+class ArtifactStore:
+    def __init__(self, url: str | Path):
+        self.url = str(url).rstrip("/")
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        except (ValueError, ImportError) as e:
+            raise StoreError(f"artifact store {self.url!r}: {e}") from None
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.url!r})"
+
+    def __reduce__(self):
+        return (ArtifactStore, (self.url,))  # ship the URL, not the filesystem object, to Ray workers
+
+    @property
+    def is_local(self) -> bool:
+        return "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def uri(self, key: str) -> str:
+        """A full URL for `key`, e.g. to log in MLflow."""
+        return f"{self.url}/{key}"
+
+    def check_writable(self) -> None:
+        """Raise `StoreError` now, before any expensive work, if we cannot write here."""
+        probe = f".write-probe-{uuid.uuid4().hex}"
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+            self.write_bytes(probe, b"ok")
+            self.fs.rm(self.path(probe))
+        except (OSError, PermissionError) as e:
+            raise StoreError(f"artifact store {self.url!r} is not writable: {e}") from None
+
+    # -- bytes ---------------------------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        parent = path.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
+        with self.fs.open(tmp, "wb") as f:
+            f.write(data)
+        if self.is_local:
+            os.replace(tmp, path)  # atomic on POSIX
+        else:
+            self.fs.mv(tmp, path)
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            with self.fs.open(self.path(key), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.uri(key)}: not in the artifact store") from None
+
+    def delete(self, key: str) -> None:
+        if self.exists(key):
+            self.fs.rm(self.path(key), recursive=True)
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys directly under `prefix` (names only)."""
+        if not self.exists(prefix):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.path(prefix), detail=False))
+
+    # -- JSON ----------------------------------------------------------------------------------------------
+    def write_json(self, key: str, obj: Any) -> None:
+        self.write_bytes(key, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_bytes(key))
+
+    # -- tensors -------------------------------------------------------------------------------------------
+    def write_tensors(self, key: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        self.write_bytes(key, save_safetensors(tensors, metadata=metadata))
+
+    def read_tensors(self, key: str) -> dict[str, torch.Tensor]:
+        return load_safetensors(self.read_bytes(key))
+
+    def write_torch(self, key: str, obj: Any) -> None:
+        """Optimiser states and other nested tensor structures (read back with weights_only=True)."""
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        self.write_bytes(key, buf.getvalue())
+
+    def read_torch(self, key: str) -> Any:
+        return torch.load(io.BytesIO(self.read_bytes(key)), weights_only=True, map_location="cpu")
+
+    # -- folders -------------------------------------------------------------------------------------------
+    def put_dir(self, local_dir: str | Path, key: str) -> None:
+        """Upload a local folder (e.g. an exported model); the `.complete` marker is written last."""
+        local_dir = Path(local_dir)
+        for file in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+            self.write_bytes(f"{key}/{file.relative_to(local_dir).as_posix()}", file.read_bytes())
+        self.write_bytes(f"{key}/.complete", b"")
+
+    def get_dir(self, key: str, local_dir: str | Path) -> Path:
+        """Download a folder written by `put_dir`; on a local store, return the folder in place."""
+        if not self.exists(f"{key}/.complete"):
+            raise FileNotFoundError(f"{self.uri(key)}: no complete folder in the artifact store")
+        if self.is_local:
+            return Path(self.path(key))
+        local_dir = Path(local_dir)
+        self.fs.get(self.path(key) + "/", str(local_dir), recursive=True)
+        return local_dir
