@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import time
@@ -9,18 +10,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+
+from .ui import console, fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Puzzle NAS and Parallel Context Windows on Ray.")
-console = Console()
-err = Console(stderr=True)
 
-
-def fail(message: str, code: int = 2) -> None:
-    """One clear error line and a non-zero exit."""
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
+# Each package adds its own subcommands through `puzzle_ray.<package>.cli.register(app)`; a package that does
+# not exist yet (or has no commands) is skipped.
+COMMAND_PACKAGES = ["data", "parent", "library", "score", "measure", "search", "distill", "evaluate", "pcw", "workflows"]
 
 
 @app.command()
@@ -69,6 +66,21 @@ def convert(
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))
     console.print(f"wrote {out_dir}")
+
+
+def _register_packages() -> None:
+    for name in COMMAND_PACKAGES:
+        module_name = f"puzzle_ray.{name}.cli"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name in (module_name, f"puzzle_ray.{name}"):
+                continue
+            raise
+        module.register(app)
+
+
+_register_packages()
 
 
 def main() -> None:

@@ -1,0 +1,150 @@
+"""The library record: the contract between the library, score, measure and search stages.
+
+On disk it is the JSON layout of the published Puzzle block library, so our libraries and NVIDIA's read alike:
+
+    {"layer_0": {"<variant name>": {"stats": {...}, "metrics": {...}, ...}, ...}, "layer_1": {...}, ...}
+
+`stats` are costs (`num_params`, `memory_mib`, `runtime_ms`, `kv_bytes_per_token`, ... per scenario),
+`metrics` are quality figures (`kl_div`, `lm_loss`, ...; lower is better unless the search is told otherwise).
+Our own records add, per variant, `block_config` (the published block dict, so a solution can be realised),
+`bld` (normalised MSE at initialisation and after BLD, tokens seen) and `weights` (artifact-store keys of the
+trained attention / FFN sub-blocks). Facts about the whole library (the scenario, the non-block part's costs,
+the parent's config) live beside it in `library_meta.json`, like the published `measurement_info.json` and
+`parent_block_stats.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..arch.blocks import AttentionConfig, BlockConfig, FFNConfig
+
+
+class LibraryError(ValueError):
+    """A malformed library; the message names the layer and variant."""
+
+
+def layer_key(i: int) -> str:
+    return f"layer_{i}"
+
+
+def variant_name(block: BlockConfig, num_attention_heads: int) -> str:
+    """Short stable name, e.g. 'attention=kv2 ffn=768', 'attention=linear ffn=no_op'."""
+    a, f = block.attention, block.ffn
+    att = f"kv{a.num_kv_heads(num_attention_heads)}" if a.kind == "gqa" else a.kind
+    ffn = str(f.intermediate_size) if f.kind == "swiglu" else f.kind
+    return f"attention={att} ffn={ffn}"
+
+
+@dataclass
+class Variant:
+    name: str
+    stats: dict[str, float]
+    metrics: dict[str, float]
+    block_config: BlockConfig | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else stored per variant (`bld`, `weights`, ...), written back unchanged."""
+
+    def to_json(self, hidden_size: int | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"stats": self.stats, "metrics": self.metrics, **self.extra}
+        if self.block_config is not None:
+            out["block_config"] = self.block_config.to_dict(hidden_size)
+        return out
+
+
+@dataclass
+class Library:
+    layers: list[dict[str, Variant]]
+    meta: dict[str, Any] = field(default_factory=dict)
+    """`num_attention_heads`, `hidden_size`, `scenario`, `non_block` stats, `parent_config`, ..."""
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def to_json(self) -> dict[str, Any]:
+        hidden = self.meta.get("hidden_size")
+        return {layer_key(i): {n: v.to_json(hidden) for n, v in layer.items()} for i, layer in enumerate(self.layers)}
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "block_library.json").write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        (folder / "library_meta.json").write_text(json.dumps(self.meta, indent=1, default=str) + "\n")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], meta: dict[str, Any] | None = None) -> Library:
+        meta = dict(meta or {})
+        keys = sorted(data, key=_layer_index)
+        if [_layer_index(k) for k in keys] != list(range(len(keys))):
+            raise LibraryError(f"layer keys must be layer_0..layer_{len(keys) - 1}, got {keys[:3]}...")
+        heads = meta.get("num_attention_heads")
+        layers = []
+        for key in keys:
+            if not isinstance(data[key], dict) or not data[key]:
+                raise LibraryError(f"{key}: no variants")
+            variants = {}
+            for name, entry in data[key].items():
+                where = f"{key} / {name!r}"
+                if not isinstance(entry, dict) or "stats" not in entry:
+                    raise LibraryError(f"{where}: a variant needs a 'stats' object")
+                rest = {k: v for k, v in entry.items() if k not in ("stats", "metrics", "block_config")}
+                block = entry.get("block_config")
+                block = BlockConfig.from_dict(block, _layer_index(key), heads) if block else _block_from_stats(entry["stats"], heads)
+                variants[name] = Variant(name, dict(entry["stats"]), dict(entry.get("metrics", {})), block, rest)
+            layers.append(variants)
+        return cls(layers, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Library:
+        """Read `block_library.json` (or a folder holding it) and, when present, `library_meta.json` beside it."""
+        path = Path(path)
+        file = path / "block_library.json" if path.is_dir() else path
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: no such library file")
+        try:
+            data = json.loads(file.read_text())
+        except json.JSONDecodeError as e:
+            raise LibraryError(f"{file}: not valid JSON ({e})") from None
+        meta_file = file.parent / "library_meta.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        return cls.from_json(data, meta)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per (layer, variant): the stats and metrics flattened, for MLflow tables and plots."""
+        rows = []
+        for i, layer in enumerate(self.layers):
+            for v in layer.values():
+                row = {"layer": i, "variant": v.name}
+                row.update({f"stats.{k}": x for k, x in v.stats.items() if _is_number(x)})
+                row.update({f"metrics.{k}": x for k, x in v.metrics.items() if _is_number(x)})
+                row.update({f"bld.{k}": x for k, x in v.extra.get("bld", {}).items() if _is_number(x)})
+                rows.append(row)
+        return rows
+
+
+def _layer_index(key: str) -> int:
+    try:
+        prefix, idx = key.rsplit("_", 1)
+        assert prefix == "layer"
+        return int(idx)
+    except (ValueError, AssertionError):
+        raise LibraryError(f"{key!r}: layer keys must look like 'layer_<index>'") from None
+
+
+def _block_from_stats(stats: dict[str, Any], num_attention_heads: int | None) -> BlockConfig | None:
+    """Published libraries carry no block configs: rebuild one from `num_kv_heads` / `ffn_intermediate_size`."""
+    kv, size = stats.get("num_kv_heads"), stats.get("ffn_intermediate_size")
+    if kv is None or size is None or (kv and not num_attention_heads):
+        return None
+    att = AttentionConfig(no_op=True) if kv == 0 else AttentionConfig(n_heads_in_group=num_attention_heads // kv)
+    ffn = FFNConfig(no_op=True) if size == 0 else FFNConfig(intermediate_size=int(size))
+    return BlockConfig(att, ffn)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
