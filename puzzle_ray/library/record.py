@@ -11,6 +11,19 @@ Our own records add, per variant, `block_config` (the published block dict, so a
 trained attention / FFN sub-blocks). Facts about the whole library (the scenario, the non-block part's costs,
 the parent's config) live beside it in `library_meta.json`, like the published `measurement_info.json` and
 `parent_block_stats.json`.
+
+Measured stats (written by the measure stage, read by search), per variant, for a scenario of batch sizes B,
+prefill length P and decode length D:
+
+    prefill_ms      one prefill of B x P tokens through this block
+    decode_ms       one decode step of B tokens with a warm KV cache (context ~ P + D/2)
+    runtime_ms      prefill_ms + D * decode_ms: the whole request batch (the published libraries' runtime_ms)
+    memory_mib      parameters + B x (P + D) tokens of KV cache, at the scenario's dtype
+    num_params, kv_bytes_per_token, attention_num_params, ffn_num_params, num_kv_heads, ffn_intermediate_size
+
+The flat keys hold the scenario's first batch size; `stats["by_batch"] = {"<B>": {same keys}}` holds every batch
+size, and `Variant.stats_for_batch(B)` overlays one of them. The non-block part (embeddings, final norm, LM head)
+is `meta["non_block"]`, with the same keys.
 """
 
 from __future__ import annotations
@@ -48,6 +61,9 @@ class Variant:
     block_config: BlockConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else stored per variant (`bld`, `weights`, ...), written back unchanged."""
+
+    def stats_for_batch(self, batch_size: int | None) -> dict[str, float]:
+        return stats_for_batch(self.stats, batch_size)
 
     def to_json(self, hidden_size: int | None) -> dict[str, Any]:
         out: dict[str, Any] = {"stats": self.stats, "metrics": self.metrics, **self.extra}
@@ -125,6 +141,17 @@ class Library:
                 row.update({f"bld.{k}": x for k, x in v.extra.get("bld", {}).items() if _is_number(x)})
                 rows.append(row)
         return rows
+
+
+def stats_for_batch(stats: dict[str, Any], batch_size: int | None) -> dict[str, float]:
+    """The flat stats with the `by_batch` entry of `batch_size` laid over them (unchanged when absent)."""
+    flat = {k: v for k, v in stats.items() if k != "by_batch"}
+    if batch_size is None:
+        return flat
+    by_batch = stats.get("by_batch", {})
+    if by_batch and str(batch_size) not in by_batch:
+        raise LibraryError(f"no stats measured at batch size {batch_size} (have {sorted(by_batch, key=int)})")
+    return {**flat, **by_batch.get(str(batch_size), {})}
 
 
 def _layer_index(key: str) -> int:
