@@ -155,6 +155,25 @@ class PuzzleDecoderLayer(nn.Module):
         return hidden_states
 
 
+def prepare_block_inputs(config, rotary_emb, hidden_states, attention_mask=None, position_ids=None, cache=None):
+    """What every decoder layer needs beside its hidden states (B, T, H): RoPE (cos, sin) and the causal mask.
+
+    Shared by the model's forward and by stages that run single layers (BLD actors, scoring, measurement).
+    Returns (position_embeddings, mask); the mask is None where sdpa can use its own causal kernel.
+    """
+    if position_ids is None:
+        past = cache.get_seq_length() if cache is not None else 0
+        position_ids = torch.arange(hidden_states.shape[1], device=hidden_states.device).unsqueeze(0) + past
+    mask = create_causal_mask(
+        config=config,
+        inputs_embeds=hidden_states,
+        attention_mask=attention_mask,
+        cache=cache,
+        position_ids=position_ids,
+    )
+    return rotary_emb(hidden_states, position_ids=position_ids), mask
+
+
 class PuzzlePreTrainedModel(PreTrainedModel):
     config_class = PuzzleConfig
     config: PuzzleConfig
@@ -204,18 +223,10 @@ class PuzzleModel(PuzzlePreTrainedModel):
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, H)
         if use_cache and cache is None and not self.training:
             cache = PuzzleCache(self.config)
-        if position_ids is None:
-            past = cache.get_seq_length() if cache is not None else 0
-            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device).unsqueeze(0) + past
-        mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            cache=cache,
-            position_ids=position_ids,
-        )
         hidden_states = inputs_embeds
-        position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)  # cos, sin: (B, T, D)
+        position_embeddings, mask = prepare_block_inputs(  # cos, sin: (B, T, D)
+            self.config, self.rotary_emb, hidden_states, attention_mask, position_ids, cache
+        )
         all_hidden = [hidden_states] if output_hidden_states else None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:

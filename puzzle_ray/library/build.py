@@ -1,0 +1,307 @@
+"""Build the block library: initialise every variant from the parent and train them all by BLD on Ray actors.
+
+    tokens ──> actor 0 (layers 0..k) ──hidden──> actor 1 (layers k..L) ──> ...
+                 │ every variant of layers 0..k      │ every variant of layers k..L
+                 │ trained on the parent's input     │ ...
+                 └─ checkpoints to the artifact store └─ ...
+
+The driver streams micro-batches through the actors with bounded in-flight work, so actors overlap like a
+pipeline. Phases: calibration (statistics for initialisation) -> initialise -> evaluate (normalised MSE at
+init) -> checkpoint 0 -> train with periodic checkpoints -> evaluate (final) -> save weights -> library record.
+If an actor dies, Ray restarts it, every actor rolls back to the newest checkpoint they all hold, and the
+stream replays from there (the data order is a pure function of the step), so the result is the same.
+A finished build is recorded in the store and a re-run returns it without training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import ray
+import torch
+
+from ..arch.stats import attention_params, ffn_params, kv_bytes_per_token
+from ..arch.summary import load_puzzle_config
+from ..arch.weights import fingerprint
+from ..configs import content_hash
+from ..store import ArtifactStore
+from ..ui import progress
+from .actor import ActorSpec, BLDWorker
+from .config import BLDConfig
+from .record import Library, Variant, variant_name
+from .space import LayerSpace, SearchSpace, expand
+
+log = logging.getLogger(__name__)
+
+ACTOR_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.ObjectLostError)
+
+
+@dataclass
+class BLDData:
+    """Token batches for BLD, each a LongTensor (micro_batch, seq_len); pure functions of their arguments."""
+
+    train: Callable[[int], Iterator[torch.Tensor]]
+    """Training micro-batches starting at step index `start` (0-based), so a resumed run replays exactly."""
+    calibration: Callable[[], Iterable[torch.Tensor]]
+    validation: Callable[[], Iterable[torch.Tensor]]
+    seq_len: int
+    fingerprint: str
+    """Identity of the token data (part of the library's content hash)."""
+
+
+@dataclass
+class BuildResult:
+    library: Library
+    key: str
+    """Store prefix of the library (`<key>/block_library.json`)."""
+    reused: bool
+    losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    restored_from: dict[str, list[int]] = field(default_factory=dict)
+    """Per actor (layer range), the checkpoint steps it resumed from after a failure."""
+
+
+def library_key(parent_fp: str, space: SearchSpace, bld: BLDConfig, data: BLDData) -> str:
+    return "library/" + content_hash(
+        {"parent": parent_fp, "space": space.model_dump(mode="json"), "bld": bld.result_hash_fields(), "data": data.fingerprint}
+    )
+
+
+def partition_layers(spaces: list[LayerSpace], num_actors: int) -> list[tuple[int, int]]:
+    """Contiguous layer ranges with about equal numbers of trained variants each."""
+    n = len(spaces)
+    num_actors = min(num_actors, n)
+    weights = [1 + sum(v.trainable for v in s.attention + s.ffn) for s in spaces]
+    total, ranges, lo, acc = sum(weights), [], 0, 0
+    for i, w in enumerate(weights):
+        acc += w
+        left = num_actors - len(ranges) - 1
+        if left > 0 and (acc >= total * (len(ranges) + 1) / num_actors or n - i - 1 == left):
+            ranges.append((lo, i + 1))
+            lo = i + 1
+    ranges.append((lo, n))
+    return ranges
+
+
+def build_library(
+    parent_dir: str | Path,
+    space: SearchSpace,
+    bld: BLDConfig,
+    data: BLDData,
+    store: ArtifactStore,
+    mlflow_run_id: str | None = None,
+    on_step: Callable[[int, list], None] | None = None,
+    show_progress: bool = True,
+) -> BuildResult:
+    """Train the library (or return the finished one). `on_step(k, actors)` is a test hook."""
+    parent_dir = Path(parent_dir)
+    parent = load_puzzle_config(parent_dir)
+    spaces = expand(space, parent)  # validates the space against the parent before any work
+    store.check_writable()
+    parent_fp = fingerprint(parent_dir)
+    key = library_key(parent_fp, space, bld, data)
+    if store.exists(f"{key}/complete.json"):
+        log.info("library %s is complete: reusing it", key)
+        return BuildResult(load_library(store, key), key, reused=True)
+    parent_key = f"parents/{parent_fp}"
+    if not store.exists(f"{parent_key}/.complete"):
+        store.put_dir(parent_dir, parent_key)
+
+    tokens_per_step = bld.micro_batch_size * data.seq_len
+    total_steps = math.ceil(bld.token_budget / tokens_per_step)
+    ranges = partition_layers(spaces, bld.num_actors)
+    actors = _start_actors(store, parent_key, key, ranges, spaces, bld, total_steps, parent.num_hidden_layers)
+    try:
+        _train(actors, bld, data, total_steps, tokens_per_step, on_step, show_progress)
+        reports = ray.get([a.report.remote() for a in actors])
+        weight_keys = {}
+        for keys in ray.get([a.save_weights.remote(f"{key}/weights") for a in actors]):
+            weight_keys.update(keys)
+    finally:
+        for a in actors:
+            ray.kill(a)
+    library = assemble_library(
+        parent, spaces, reports, weight_keys, parent_key, total_steps * tokens_per_step, bld, space, store.url
+    )
+    store.write_json(f"{key}/block_library.json", library.to_json())
+    store.write_json(f"{key}/library_meta.json", library.meta)
+    losses = {uid: l for r in reports for uid, l in r["losses"].items()}
+    store.write_json(f"{key}/losses.json", losses)
+    restored = {r["layers"]: r["restored_from"] for r in reports if r["restored_from"]}
+    store.write_json(f"{key}/complete.json", {"time": time.time(), "steps": total_steps, "restored_from": restored})
+    if mlflow_run_id:
+        from .tracking import log_library
+
+        log_library(mlflow_run_id, library, losses)
+    return BuildResult(library, key, reused=False, losses=losses, restored_from=restored)
+
+
+def load_library(store: ArtifactStore, key: str) -> Library:
+    return Library.from_json(store.read_json(f"{key}/block_library.json"), store.read_json(f"{key}/library_meta.json"))
+
+
+def _start_actors(store, parent_key, key, ranges, spaces, bld, total_steps, num_layers) -> list:
+    resources = ray.cluster_resources()
+    use_gpu = bld.use_gpu if bld.use_gpu is not None else resources.get("GPU", 0) >= len(ranges)
+    cpus = max(1, int(resources.get("CPU", 1)))
+    threads = bld.threads_per_actor or max(1, cpus // len(ranges))
+    Actor = ray.remote(BLDWorker).options(
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=1,
+        max_restarts=bld.max_failures,
+        max_task_retries=0,
+    )
+    actors = []
+    for lo, hi in ranges:
+        spec = ActorSpec(store.url, parent_key, key, (lo, hi), spaces[lo:hi], bld, total_steps, threads, num_layers)
+        actors.append(Actor.remote(spec))
+    ray.get([a.ready.remote() for a in actors])
+    return actors
+
+
+def _stream(actors, method: str, batches: Iterable[torch.Tensor], start: int, max_in_flight: int,
+            on_done: Callable[[dict], None] | None = None, on_step=None) -> None:
+    """Push batches k = start, start+1, ... through `method` of every actor in order, pipelined."""
+    pending: deque = deque()
+    try:
+        for k, x in enumerate(batches, start=start):
+            ref = x
+            for a in actors:
+                ref = getattr(a, method).remote(k, ref)
+            pending.append(ref)
+            if on_step is not None:
+                on_step(k, actors)
+            while len(pending) >= max_in_flight:
+                out = ray.get(pending.popleft())
+                if on_done:
+                    on_done(out)
+        while pending:
+            out = ray.get(pending.popleft())
+            if on_done:
+                on_done(out)
+    except ACTOR_ERRORS + (ray.exceptions.RayTaskError,):
+        for ref in pending:  # let the rest settle before anyone rolls back
+            try:
+                ray.get(ref)
+            except Exception:  # noqa: BLE001 - they fail with the same cause
+                pass
+        raise
+
+
+def _evaluate(actors, data: BLDData, bld: BLDConfig, tag: str) -> None:
+    ray.get([a.begin_eval.remote() for a in actors])
+    _stream(actors, "evaluate", data.validation(), 0, bld.max_in_flight)
+    ray.get([a.end_eval.remote(tag) for a in actors])
+
+
+def _train(actors, bld, data, total_steps, tokens_per_step, on_step, show_progress) -> None:
+    failures, restore_needed = 0, False
+    with progress("tok", transient=not show_progress) as bar:
+        task = bar.add_task(f"BLD ({len(actors)} actor{'s' * (len(actors) > 1)})", total=total_steps * tokens_per_step)
+        while True:
+            try:
+                steps = ray.get([a.latest_step.remote() for a in actors])
+                start = min(steps)
+                if restore_needed:
+                    ray.get([a.restore.remote(start) for a in actors])
+                if start < 0:  # phase 1: calibration, initialisation, evaluation at init, checkpoint 0
+                    ray.get([a.begin_calibration.remote() for a in actors])
+                    _stream(actors, "calibrate", data.calibration(), 0, bld.max_in_flight)
+                    ray.get([a.initialise.remote() for a in actors])
+                    _evaluate(actors, data, bld, "init")
+                    ray.get([a.checkpoint.remote() for a in actors])
+                    start = 0
+                bar.update(task, completed=start * tokens_per_step)
+                if start < total_steps:
+                    batches = _take(data.train(start), total_steps - start)
+                    _stream(actors, "train_step", batches, start + 1, bld.max_in_flight,
+                            on_done=lambda out: bar.advance(task, out["tokens"]), on_step=on_step)
+                _evaluate(actors, data, bld, "final")
+                if any(ray.get([a.revert_regressed.remote() for a in actors])):
+                    _evaluate(actors, data, bld, "final")
+                return
+            except ACTOR_ERRORS + (ray.exceptions.RayTaskError,) as e:
+                if isinstance(e, ray.exceptions.RayTaskError) and not isinstance(e.cause, ACTOR_ERRORS):
+                    raise
+                failures += 1
+                if failures > bld.max_failures:
+                    raise RuntimeError(f"BLD: {failures} actor failures (max_failures={bld.max_failures})") from e
+                log.warning("BLD actor failed (%s); resuming from the last common checkpoint", type(e).__name__)
+                _wait_ready(actors)
+                restore_needed = True
+
+
+def _take(it: Iterator[torch.Tensor], n: int) -> Iterator[torch.Tensor]:
+    for _, x in zip(range(n), it):
+        yield x
+
+
+def _wait_ready(actors, timeout_s: float = 300) -> None:
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            ray.get([a.ready.remote() for a in actors], timeout=60)
+            return
+        except ACTOR_ERRORS + (ray.exceptions.GetTimeoutError,):
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+def assemble_library(parent, spaces, reports, weight_keys, parent_key, tokens, bld, space, store_url) -> Library:
+    """The library record: one entry per (layer, attention variant, FFN variant)."""
+    results, sources = {}, {}
+    for r in reports:
+        results.update(r["results"])
+        sources.update(r["sources"])
+    layers = []
+    for i, s in enumerate(spaces):
+        entries = {}
+        for a in s.attention:
+            for f in s.ffn:
+                from ..arch.blocks import BlockConfig
+
+                block = BlockConfig(a.config, f.config)
+                src = sources[f"L{i}/entry/{a.name}/{f.name}"]
+                weights = {part: ("parent" if uid == "parent" else weight_keys[uid]) for part, uid in src.items()}
+                res = results.get(f"L{i}/entry/{a.name}/{f.name}", {})
+                trained = any(uid != "parent" for uid in src.values())
+                bld_info = {
+                    "nmse_init": res.get("nmse_init"),
+                    "nmse_final": res.get("nmse_final"),
+                    "tokens_seen": tokens if trained else 0,
+                    "is_parent": a.is_parent and f.is_parent,
+                }
+                for part, uid in src.items():
+                    if uid != "parent":
+                        unit = results.get(uid, {})
+                        bld_info[f"{part}_nmse_init"] = unit.get("nmse_init")
+                        bld_info[f"{part}_nmse_final"] = unit.get("nmse_final")
+                        bld_info[f"{part}_reverted"] = unit.get("reverted", False)
+                stats = {
+                    "num_params": attention_params(parent, block) + ffn_params(parent, block),
+                    "attention_num_params": attention_params(parent, block),
+                    "ffn_num_params": ffn_params(parent, block),
+                    "num_kv_heads": block.attention.num_kv_heads(parent.num_attention_heads),
+                    "ffn_intermediate_size": block.ffn.intermediate_size if block.ffn.kind == "swiglu" else 0,
+                    "kv_bytes_per_token": kv_bytes_per_token(parent, block, "bfloat16"),
+                }
+                name = variant_name(block, parent.num_attention_heads)
+                entries[name] = Variant(name, stats, {}, block, {"bld": bld_info, "weights": weights})
+        layers.append(entries)
+    meta = {
+        "num_attention_heads": parent.num_attention_heads,
+        "hidden_size": parent.hidden_size,
+        "num_layers": parent.num_hidden_layers,
+        "parent_key": parent_key,
+        "store_url": store_url,
+        "parent_config": parent.to_dict(),
+        "search_space": space.model_dump(mode="json"),
+        "bld": bld.model_dump(mode="json"),
+    }
+    return Library(layers, meta)

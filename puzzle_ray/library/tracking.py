@@ -1,0 +1,64 @@
+"""MLflow records of a library build: BLD loss curves (batched), the library table, a heat map of final NMSE."""
+
+from __future__ import annotations
+
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric  # noqa: E402
+
+from .record import Library  # noqa: E402
+
+BATCH = 1000  # MLflow accepts up to 1000 metrics per log_batch call
+
+
+def metric_key(uid: str) -> str:
+    return "bld_loss/" + uid.replace("+", "_and_")
+
+
+def log_library(run_id: str, library: Library, losses: dict[str, list[tuple[int, float]]]) -> None:
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    metrics = [Metric(metric_key(uid), float(v), now, int(step)) for uid, curve in losses.items() for step, v in curve]
+    for i in range(0, len(metrics), BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+    client.log_table(run_id, data=_columns(library.table()), artifact_file="library/block_library_table.json")
+    client.log_dict(run_id, library.to_json(), "library/block_library.json")
+    client.log_dict(run_id, library.meta, "library/library_meta.json")
+    fig = nmse_figure(library)
+    client.log_figure(run_id, fig, "library/bld_nmse.png")
+    plt.close(fig)
+
+
+def _columns(rows: list[dict]) -> dict[str, list]:
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("layer", "variant"), k))
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+def nmse_figure(library: Library, key: str = "nmse_final"):
+    """Layers x variants heat map of the BLD normalised MSE (log colour scale; blank = not applicable)."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    names = sorted({n for layer in library.layers for n in layer})
+    grid = np.full((len(names), library.num_layers), np.nan)
+    for i, layer in enumerate(library.layers):
+        for n, v in layer.items():
+            x = v.extra.get("bld", {}).get(key)
+            if x is not None and x > 0:
+                grid[names.index(n), i] = x
+    fig, ax = plt.subplots(figsize=(1 + 0.5 * library.num_layers, 1 + 0.28 * len(names)))
+    finite = grid[np.isfinite(grid)]
+    norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size else None
+    im = ax.imshow(grid, aspect="auto", cmap="viridis", norm=norm)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xticks(range(library.num_layers))
+    ax.set_xlabel("layer")
+    ax.set_title(f"BLD normalised MSE ({key})")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig

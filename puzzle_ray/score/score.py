@@ -1,0 +1,70 @@
+"""Replace-1-block scoring of every library entry, spread over Ray actors that each hold the parent.
+
+Each entry's metrics (KL from the parent by default, LM loss, top-1 accuracy, cosine distance of the final
+hidden states) are merged into the library record under `metrics`, the published layout. The parent's own
+entry is the parent: its KL and cosine distance are 0 by definition and its other figures are the parent's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import ray
+import torch
+
+from ..library.record import Library
+from ..store import ArtifactStore
+from .config import ScoreConfig
+from .worker import ScoreSpec, ScoreWorker
+
+log = logging.getLogger(__name__)
+
+
+def assign_layers(library: Library, num_actors: int) -> list[list[int]]:
+    """Greedy balance of the cost (entries x remaining layers) of scoring each layer over the actors."""
+    L = library.num_layers
+    cost = {i: len(library.layers[i]) * (L - i) for i in range(L)}
+    bins: list[list[int]] = [[] for _ in range(min(num_actors, L))]
+    loads = [0] * len(bins)
+    for i in sorted(cost, key=cost.get, reverse=True):
+        j = loads.index(min(loads))
+        bins[j].append(i)
+        loads[j] += cost[i]
+    return [sorted(b) for b in bins if b]
+
+
+def score_library(library: Library, batches: list[torch.Tensor], config: ScoreConfig, store: ArtifactStore) -> Library:
+    """A copy of `library` with `metrics` filled for every (layer, variant) on the given validation batches."""
+    if not batches:
+        raise ValueError("scoring needs at least one validation batch")
+    resources = ray.cluster_resources()
+    groups = assign_layers(library, config.num_actors)
+    use_gpu = config.use_gpu if config.use_gpu is not None else resources.get("GPU", 0) >= len(groups)
+    threads = config.threads_per_actor or max(1, int(resources.get("CPU", 1)) // len(groups))
+    Actor = ray.remote(ScoreWorker).options(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=1, max_task_retries=1)
+    payload = {**library.to_json(), "meta": library.meta}
+    actors = [Actor.remote(ScoreSpec(store.url, payload, g, config.metrics, config.variants_per_chunk, threads)) for g in groups]
+    try:
+        batch_ref = ray.put(batches)
+        parent = ray.get(actors[0].parent_metrics.remote(batch_ref))
+        sums: dict[str, dict[str, float]] = {}
+        tokens = 0
+        for out in ray.get([a.score.remote(batch_ref) for a in actors]):
+            tokens = out.pop("__tokens__")["tokens"]
+            sums.update(out)
+    finally:
+        for a in actors:
+            ray.kill(a)
+    layers = []
+    for i, layer in enumerate(library.layers):
+        scored = {}
+        for name, v in layer.items():
+            if v.extra.get("bld", {}).get("is_parent"):
+                metrics = {k: (0.0 if k in ("kl_div", "cosine_distance") else parent[k]) for k in config.metrics}
+            else:
+                metrics = {k: x / tokens for k, x in sums[f"layer_{i}/{name}"].items()}
+            scored[name] = replace(v, metrics={**v.metrics, **metrics})
+        layers.append(scored)
+    meta = {**library.meta, "scoring": {"metrics": config.metrics, "tokens": tokens, "parent": parent}}
+    return Library(layers, meta)

@@ -1,0 +1,131 @@
+"""Blockwise local distillation on Ray actors: training, determinism across actor counts, fault tolerance."""
+
+import time
+
+import pytest
+import ray
+import torch
+
+from puzzle_ray.library.build import build_library, partition_layers
+from puzzle_ray.library.config import BLDConfig
+from puzzle_ray.library.space import SearchSpace, expand
+from puzzle_ray.store import ArtifactStore, StoreError
+
+from .library_fixtures import export_tiny_parent, random_data
+
+SPACE = SearchSpace(attention=[1, "linear", "no_op"], ffn=[0.5, "linear", "no_op"], round_to=32)
+BLD = dict(token_budget=4 * 32 * 24, micro_batch_size=4, checkpoint_every=4, calibration_batches=2, eval_batches=2,
+           linear_init="product", lr=2e-3)
+
+
+@pytest.fixture(scope="module")
+def parent_dir(tmp_path_factory):
+    return export_tiny_parent(tmp_path_factory.mktemp("parent") / "parent")
+
+
+@pytest.fixture(scope="module")
+def one_actor(ray_cluster, parent_dir, tmp_path_factory):
+    store = ArtifactStore(tmp_path_factory.mktemp("store1"))
+    return build_library(parent_dir, SPACE, BLDConfig(num_actors=1, **BLD), random_data(), store), store
+
+
+def trained_units(result):
+    out = {}
+    for layer in result.library.layers:
+        for v in layer.values():
+            for part in ("attention", "ffn"):
+                if f"{part}_nmse_init" in v.extra["bld"]:
+                    out[(v.extra["weights"][part])] = (v.extra["bld"][f"{part}_nmse_init"], v.extra["bld"][f"{part}_nmse_final"])
+    return out
+
+
+def test_bld_lowers_every_trained_variants_nmse(one_actor):
+    result, _ = one_actor
+    units = trained_units(result)
+    assert len(units) == 4 * 4  # per layer: kv1, linear attention; 64-wide, linear FFN
+    for key, (init, final) in units.items():
+        assert final < init, (key, init, final)
+
+
+def test_library_record_is_complete(one_actor):
+    result, store = one_actor
+    lib = result.library
+    assert lib.num_layers == 4 and all(len(layer) == 4 * 4 for layer in lib.layers)  # (kv2 kv1 linear no_op) x (128 64 linear no_op)
+    parent_entry = lib.layers[0]["attention=kv2 ffn=128"]
+    assert parent_entry.extra["bld"] == {"nmse_init": 0.0, "nmse_final": 0.0, "tokens_seen": 0, "is_parent": True}
+    assert parent_entry.extra["weights"] == {"attention": "parent", "ffn": "parent"}
+    noop = lib.layers[2]["attention=no_op ffn=no_op"]
+    assert noop.stats["num_params"] == 0 and noop.extra["weights"] == {}
+    trained = lib.layers[3]["attention=kv1 ffn=64"]
+    assert trained.extra["bld"]["tokens_seen"] == BLD["token_budget"]
+    assert all(store.exists(k) for k in trained.extra["weights"].values())
+    assert store.exists(f"{result.key}/complete.json")
+
+
+def test_rerun_does_no_training(one_actor, parent_dir):
+    _, store = one_actor
+    start = time.perf_counter()
+    again = build_library(parent_dir, SPACE, BLDConfig(num_actors=1, **BLD), random_data(), store)
+    assert again.reused and time.perf_counter() - start < 5
+    assert again.library.to_json() == one_actor[0].library.to_json()
+
+
+def test_two_actors_give_the_same_library(one_actor, parent_dir, tmp_path):
+    two = build_library(parent_dir, SPACE, BLDConfig(num_actors=2, **BLD), random_data(), ArtifactStore(tmp_path))
+    one = one_actor[0]
+    assert two.key == one.key  # the actor count does not change what is computed
+    for a, b in zip(one.library.layers, two.library.layers):
+        for name in a:
+            x, y = a[name].extra["bld"]["nmse_final"], b[name].extra["bld"]["nmse_final"]
+            assert y == pytest.approx(x, rel=1e-4, abs=1e-7), name
+
+
+def test_killed_actor_resumes_from_checkpoint(one_actor, parent_dir, tmp_path):
+    killed = []
+
+    def kill_once(step, actors):
+        if step == 10 and not killed:
+            time.sleep(1.0)  # let the actors pass step 8's checkpoint
+            ray.kill(actors[1], no_restart=False)
+            killed.append(step)
+
+    result = build_library(parent_dir, SPACE, BLDConfig(num_actors=2, **BLD), random_data(), ArtifactStore(tmp_path),
+                           on_step=kill_once)
+    assert killed and result.restored_from, "no actor resumed from a checkpoint"
+    assert max(s for steps in result.restored_from.values() for s in steps) > 0
+    for a, b in zip(one_actor[0].library.layers, result.library.layers):
+        for name in a:
+            x, y = a[name].extra["bld"]["nmse_final"], b[name].extra["bld"]["nmse_final"]
+            assert y == pytest.approx(x, rel=1e-4, abs=1e-7), name
+
+
+def test_unwritable_store_is_rejected_before_training(parent_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="not writable"):
+        build_library(parent_dir, SPACE, BLDConfig(**BLD), random_data(), ArtifactStore(blocker / "store"))
+
+
+def test_bad_space_is_rejected_before_training(parent_dir, tmp_path):
+    with pytest.raises(ValueError, match="FFN width 512 is larger than the parent's 128"):
+        build_library(parent_dir, SearchSpace(ffn=[512]), BLDConfig(**BLD), random_data(), ArtifactStore(tmp_path))
+    assert not list(tmp_path.iterdir())
+
+
+def test_coupled_mode_trains_pairs(ray_cluster, parent_dir, tmp_path):
+    space = SearchSpace(attention=["linear"], ffn=[0.5], round_to=32)
+    result = build_library(parent_dir, space, BLDConfig(mode="coupled", **{**BLD, "token_budget": 4 * 32 * 8}),
+                           random_data(), ArtifactStore(tmp_path))
+    entry = result.library.layers[1]["attention=linear ffn=64"]
+    assert set(entry.extra["weights"]) == {"block"}
+    assert entry.extra["bld"]["nmse_final"] <= entry.extra["bld"]["nmse_init"]
+
+
+def test_partition_is_contiguous_and_balanced(parent_dir):
+    from puzzle_ray.arch.summary import load_puzzle_config
+
+    spaces = expand(SPACE, load_puzzle_config(parent_dir)) * 3  # 12 layers
+    for n in (1, 2, 3, 5, 12, 20):
+        ranges = partition_layers(spaces, n)
+        assert ranges[0][0] == 0 and ranges[-1][1] == 12 and len(ranges) == min(n, 12)
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(ranges, ranges[1:]))
