@@ -1,0 +1,98 @@
+"""`puzzle-ray evaluate` (a child against its parent) and `puzzle-ray publish` (to the MLflow registry)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..ui import console, fail
+
+
+def evaluate_command(
+    parent: Annotated[Path, typer.Argument(help="the parent model folder")],
+    child: Annotated[Path, typer.Argument(help="the child model folder (e.g. the output of `distill`)")],
+    tokens: Annotated[Path, typer.Option("--tokens", help="held-out (N, T) token ids: .npy, .safetensors or .pt")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML/JSON with `evaluate:` and `scenario:` sections")] = None,
+    batch_sizes: Annotated[Optional[str], typer.Option(help="scenario batch sizes, comma-separated")] = None,
+    prefill_len: Annotated[Optional[int], typer.Option(help="scenario prompt tokens")] = None,
+    decode_len: Annotated[Optional[int], typer.Option(help="scenario generated tokens")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="scenario dtype: fp32, bf16 or fp16")] = None,
+    speed: Annotated[bool, typer.Option("--speed/--no-speed", help="time prefill and decode end-to-end")] = True,
+    out: Annotated[Path, typer.Option(help="folder for eval_report.json and eval_report.md")] = Path("eval-report"),
+    register_as: Annotated[Optional[str], typer.Option("--register", help="publish the child under this registered model name")] = None,
+    alias: Annotated[str, typer.Option(help="registry alias of the published version")] = "candidate",
+    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "puzzle-ray",
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log the report to MLflow")] = True,
+) -> None:
+    """Quality (LM loss, top-1, KL, episodes), speed and memory of CHILD against PARENT, as one report."""
+    from pydantic import ValidationError
+
+    from ..distill.batch_source import TensorBatchSource
+    from ..distill.cli import read_mapping, validation_message
+    from ..measure.config import Scenario
+    from .config import EvalConfig
+    from .publish import publish
+    from .run import evaluate
+
+    try:
+        sections = read_mapping(config)
+        unknown = set(sections) - {"scenario", "evaluate"}
+        if unknown:
+            raise ValueError(f"{config}: unknown sections {sorted(unknown)} (expected scenario:, evaluate:)")
+        given = {"prefill_len": prefill_len, "decode_len": decode_len, "dtype": dtype,
+                 "batch_sizes": [int(b) for b in batch_sizes.split(",")] if batch_sizes else None}
+        scenario = Scenario(**{**sections.get("scenario", {}), **{k: v for k, v in given.items() if v is not None}})
+        cfg = EvalConfig(**{**sections.get("evaluate", {}), **({} if speed else {"measure_speed": False})})
+        data = TensorBatchSource.from_file(tokens)
+        run = None
+        if mlflow:
+            import mlflow as mlf
+
+            mlf.set_experiment(experiment)
+            run = mlf.start_run(run_name="evaluate")
+        try:
+            report = evaluate(parent, child, data, scenario, cfg, mlflow_run_id=run.info.run_id if run else None,
+                              out_dir=out)
+            console.print(report.to_markdown())
+            if register_as:
+                published = publish(child, register_as, alias, report, run_id=run.info.run_id if run else None)
+                console.print(f"registered {published.name} version {published.version} as @{published.alias}")
+        finally:
+            if run is not None:
+                mlf.end_run()
+    except ValidationError as e:
+        fail(validation_message(e))
+    except (OSError, ValueError, RuntimeError) as e:
+        fail(str(e))
+    console.print(f"wrote {out}/eval_report.json and {out}/eval_report.md")
+
+
+def publish_command(
+    model: Annotated[Path, typer.Argument(help="an exported child folder (nemotron-nas layout, with its tokenizer)")],
+    name: Annotated[str, typer.Option(help="registered model name")],
+    alias: Annotated[str, typer.Option(help="registry alias of the new version")] = "candidate",
+    report: Annotated[Optional[Path], typer.Option(help="eval_report.json to attach")] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "puzzle-ray",
+) -> None:
+    """Log MODEL to MLflow as a transformers model, register it as NAME and point ALIAS at it."""
+    import json
+
+    from .publish import publish
+    from .report import EvalReport
+
+    try:
+        attached = EvalReport.from_json(json.loads(report.read_text())) if report else None
+        import mlflow as mlf
+
+        mlf.set_experiment(experiment)
+        published = publish(model, name, alias, attached)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        fail(str(e))
+    console.print(f"registered {published.name} version {published.version} as @{published.alias}: {published.model_uri}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_command)
+    app.command("publish")(publish_command)

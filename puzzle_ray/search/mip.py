@@ -1,0 +1,134 @@
+"""The Puzzle MIP in cvxpy, solved by HiGHS: a grouped knapsack with one binary per (layer, variant).
+
+    x in {0, 1}^N                       one column per (layer, variant)
+    A x = 1                             A: (L, N) sparse, exactly one variant per layer
+    lower - c0 <= V x <= upper - c0     V: (K, N) the constrained per-variant values, c0 the non-block part
+    S x <= L - d                        S: (P, N) sparse, ones at an earlier solution's columns (diversity d)
+    minimise / maximise  q . x          q: (N,) the objective's per-variant values
+
+Everything is one variable vector and a few matrices, so building the model costs milliseconds even for
+126 layers x 54 variants. Constraint rows are scaled by their bound (or their largest value) so that HiGHS's
+absolute feasibility tolerance (1e-7) is a relative one, whatever the units (MiB, ms, parameters).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .highs import quiet_highs_banner
+from .problem import Row, SearchProblem
+
+
+@dataclass
+class MipResult:
+    status: str
+    """'optimal', 'time_limit' (a solution, not proven optimal), 'infeasible', or HiGHS's/cvxpy's status."""
+    columns: np.ndarray | None
+    """(L,) chosen column per layer, when a solution exists."""
+    objective: float | None
+    mip_gap: float | None
+    """Relative gap between the solution and HiGHS's bound (0 when proven optimal)."""
+    solve_time_s: float
+    """HiGHS's own run time."""
+    build_time_s: float
+    """Model building and cvxpy's canonicalisation (wall time minus solve time)."""
+
+    @property
+    def feasible(self) -> bool:
+        return self.columns is not None
+
+
+def solve_mip(
+    problem: SearchProblem,
+    rows: list[Row] | None = None,
+    exclude: list[np.ndarray] = (),
+    min_diversity: int = 1,
+    feasibility_only: bool = False,
+    mip_rel_gap: float = 1e-6,
+    time_limit_s: float = 60.0,
+    highs_options: dict[str, Any] | None = None,
+) -> MipResult:
+    """Solve with `rows` (default: all the problem's rows), differing from every `exclude` solution (L,) columns
+    in at least `min_diversity` layers. `feasibility_only` drops the objective (used to explain infeasibility)."""
+    import cvxpy as cp
+
+    start = time.perf_counter()
+    rows = problem.rows if rows is None else rows
+    n, L = problem.num_columns, problem.num_layers
+    x = cp.Variable(n, boolean=True)
+    assign = sp.csr_matrix((np.ones(n), (problem.layer_of, np.arange(n))), shape=(L, n))
+    constraints = [assign @ x == 1]
+
+    upper = [(r, r.upper) for r in rows if r.upper is not None]
+    lower = [(r, r.lower) for r in rows if r.lower is not None]
+    for side, sign in ((upper, 1), (lower, -1)):
+        if not side:
+            continue
+        V = np.stack([problem.values[r.column] for r, _ in side])  # (K, N)
+        b = np.array([bound - problem.constant[r.column] for r, bound in side])  # (K,)
+        scale = np.maximum(np.maximum(np.abs(b), np.abs(V).max(axis=1)), 1e-12)
+        V, b = V / scale[:, None], b / scale
+        constraints.append(V @ x <= b if sign > 0 else V @ x >= b)
+
+    if exclude:
+        # A solution shares sum(x[its columns]) layers with the new one; at most L - d may be shared.
+        cols = np.concatenate(exclude)
+        which = np.repeat(np.arange(len(exclude)), L)
+        S = sp.csr_matrix((np.ones(len(cols)), (which, cols)), shape=(len(exclude), n))
+        constraints.append(S @ x <= L - min_diversity)
+
+    q = problem.objective
+    if feasibility_only:
+        objective = cp.Minimize(0)
+    else:
+        objective = cp.Maximize(q @ x) if problem.maximize else cp.Minimize(q @ x)
+    cp_problem = cp.Problem(objective, constraints)
+    quiet_highs_banner()
+    with warnings.catch_warnings():
+        # a time-limited solve is reported through `status` and `mip_gap`; cvxpy's generic warning adds nothing
+        warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+        cp_problem.solve(solver=cp.HIGHS, mip_rel_gap=mip_rel_gap, time_limit=time_limit_s, output_flag=False,
+                         **(highs_options or {}))
+    wall = time.perf_counter() - start
+    stats = cp_problem.solver_stats
+    solve_time = float(stats.solve_time or 0.0)
+    info = stats.extra_stats
+
+    status = {"optimal": "optimal", "user_limit": "time_limit"}.get(cp_problem.status, cp_problem.status)
+    if cp_problem.status not in ("optimal", "optimal_inaccurate", "user_limit") or x.value is None:
+        return MipResult(status, None, None, None, solve_time, wall - solve_time)
+    columns = _columns(x.value, problem)
+    if columns is None:  # stopped by the time limit before any integer solution: HiGHS hands back its LP point
+        if status == "optimal":
+            raise RuntimeError("HiGHS returned a fractional assignment as optimal (please report this)")
+        return MipResult(status, None, None, None, solve_time, wall - solve_time)
+    gap = 0.0 if feasibility_only else _gap(info, float(q[columns].sum()))
+    return MipResult(status, columns, float(q[columns].sum()), gap, solve_time, wall - solve_time)
+
+
+def _columns(x: np.ndarray, problem: SearchProblem) -> np.ndarray | None:
+    """(L,) the column of each layer whose binary is set; None unless the point is integral (to 1e-4)."""
+    out = np.empty(problem.num_layers, dtype=np.int64)
+    for i in range(problem.num_layers):
+        lo, hi = problem.offsets[i], problem.offsets[i + 1]
+        out[i] = lo + int(np.argmax(x[lo:hi]))
+    if np.abs(x[out] - 1).max() > 1e-4 or np.abs(x).sum() - problem.num_layers > 1e-4 * problem.num_layers:
+        return None
+    return out
+
+
+def _gap(info, objective: float) -> float | None:
+    """HiGHS's relative gap |primal - dual bound| / |primal|, recomputed when HiGHS reports none."""
+    gap = getattr(info, "mip_gap", None)
+    bound = getattr(info, "mip_dual_bound", None)
+    if gap is not None and np.isfinite(gap) and gap >= 0:
+        return float(gap)
+    if bound is None or not np.isfinite(bound):
+        return None
+    return abs(objective - bound) / max(abs(objective), 1e-12)
