@@ -1,0 +1,290 @@
+"""`puzzle-ray measure` (every variant of a library, on the Ray fleet) and `puzzle-ray measure-model`
+(one model end-to-end, optionally against the library's prediction)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..ui import console, fail
+
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", help="YAML/JSON with `scenario:` and `measure:` sections")
+]
+BatchOpt = Annotated[Optional[str], typer.Option("--batch-sizes", help="comma-separated, e.g. 1,8,32")]
+PrefillOpt = Annotated[Optional[int], typer.Option("--prefill-len", help="prompt tokens per request")]
+DecodeOpt = Annotated[Optional[int], typer.Option("--decode-len", help="generated tokens per request")]
+DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="fp32, bf16 or fp16")]
+RepeatsOpt = Annotated[Optional[int], typer.Option("--repeats", help="timed samples per measurement")]
+GpusOpt = Annotated[Optional[int], typer.Option("--num-gpus", help="0: measure on CPU, 1: on one GPU")]
+AccelOpt = Annotated[
+    Optional[str], typer.Option("--accelerator-type", help="Ray accelerator type of the target, e.g. H100")
+]
+ClockOpt = Annotated[
+    Optional[str], typer.Option("--cpu-clock", help="wall (default) or thread (CPU time; for shared machines)")
+]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch threads while timing on CPU")]
+
+
+def stage_config(config_file: Path | None, scenario: dict[str, Any], measure: dict[str, Any]):
+    """The stage config from an optional file, with the command-line values laid over it."""
+    import yaml
+
+    from .config import MeasureStageConfig
+
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{config_file}: no such config file")
+        data = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{config_file}: expected a mapping with `scenario:` and `measure:` sections")
+    for section, values in (("scenario", scenario), ("measure", measure)):
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            data[section] = {**(data.get(section) or {}), **given}
+    return MeasureStageConfig(**data)
+
+
+def _batches(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ValueError(f"--batch-sizes {text!r}: give comma-separated integers, e.g. 1,8,32") from None
+
+
+def _validation_message(e) -> str:
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+
+
+def measure(
+    library: Annotated[Path, typer.Argument(help="block library folder (block_library.json + library_meta.json)")],
+    store: Annotated[
+        str, typer.Option(help="artifact store (folder or fsspec URL) holding the measurement cache")
+    ] = "artifacts",
+    out: Annotated[
+        Optional[Path], typer.Option(help="folder for the measured library (default: update LIBRARY in place)")
+    ] = None,
+    parent: Annotated[
+        Optional[Path], typer.Option(help="the parent's config.json (default: library_meta.json's parent_config)")
+    ] = None,
+    config: ConfigOpt = None,
+    batch_sizes: BatchOpt = None,
+    prefill_len: PrefillOpt = None,
+    decode_len: DecodeOpt = None,
+    dtype: DtypeOpt = None,
+    repeats: RepeatsOpt = None,
+    num_gpus: GpusOpt = None,
+    accelerator_type: AccelOpt = None,
+    threads: ThreadsOpt = None,
+    cpu_clock: ClockOpt = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="measure again even where the cache has a result")
+    ] = False,
+) -> None:
+    """Measure prefill, decode and memory of every (layer, variant) of a library on the target hardware."""
+    from pydantic import ValidationError
+
+    from ..arch.config import PuzzleConfig
+    from ..arch.summary import load_puzzle_config
+    from ..library.record import Library
+    from ..store import ArtifactStore
+    from .library import measure_library
+
+    try:
+        cfg = stage_config(
+            config,
+            {
+                "batch_sizes": _batches(batch_sizes),
+                "prefill_len": prefill_len,
+                "decode_len": decode_len,
+                "dtype": dtype,
+            },
+            {
+                "repeats": repeats,
+                "num_gpus": num_gpus,
+                "accelerator_type": accelerator_type,
+                "threads": threads,
+                "cpu_clock": cpu_clock,
+                "cache": False if no_cache else None,
+            },
+        )
+        lib = Library.load(library)
+        if parent is not None:
+            parent_config = load_puzzle_config(parent)
+        elif "parent_config" in lib.meta:
+            parent_config = PuzzleConfig(**{k: v for k, v in lib.meta["parent_config"].items() if k != "auto_map"})
+        else:
+            raise ValueError(f"{library}: library_meta.json has no parent_config; pass --parent config.json")
+        artifacts = ArtifactStore(store)
+        measured = measure_library(lib, parent_config, cfg.scenario, cfg.measure, artifacts)
+        target = out or (library if library.is_dir() else library.parent)
+        save_library(measured, target)
+    except ValidationError as e:
+        fail(_validation_message(e))
+    except (OSError, ValueError, RuntimeError) as e:
+        fail(str(e))
+    _print_library(measured, cfg.scenario)
+    console.print(f"wrote {target / 'block_library.json'}")
+
+
+def save_library(library, folder: Path) -> None:
+    """Write both files of the library atomically (a reader never sees a half-written record)."""
+    import os
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".measure-") as tmp:
+        library.save(tmp)
+        for name in ("library_meta.json", "block_library.json"):
+            os.replace(Path(tmp) / name, folder / name)
+
+
+def _print_library(library, scenario) -> None:
+    from rich.table import Table
+
+    b = scenario.batch_sizes[0]
+    table = Table(
+        title=f"measured variants (layer 0, batch {b}, "
+        f"{scenario.prefill_len}+{scenario.decode_len} tokens, {scenario.dtype})"
+    )
+    for col in ("variant", "prefill ms", "decode ms", "runtime ms", "memory MiB", "params", "KV B/token"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for v in library.layers[0].values():
+        s = v.stats_for_batch(b)
+        if s.get("fits", True) is False:
+            table.add_row(
+                v.name,
+                "does not fit",
+                "",
+                "",
+                f"{s['memory_mib']:.1f}",
+                f"{s['num_params']:,}",
+                str(s["kv_bytes_per_token"]),
+            )
+            continue
+        table.add_row(
+            v.name,
+            f"{s['prefill_ms']:.3f}",
+            f"{s['decode_ms']:.4f}",
+            f"{s['runtime_ms']:.2f}",
+            f"{s['memory_mib']:.1f}",
+            f"{s['num_params']:,}",
+            str(s["kv_bytes_per_token"]),
+        )
+    console.print(table)
+    m = library.meta.get("measurement", {})
+    console.print(
+        f"[dim]hardware: {m.get('hardware')}; "
+        f"non-block prefill {library.meta['non_block'].get('prefill_ms', float('nan')):.3f} ms[/]"
+    )
+
+
+def measure_model(
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="model folder (weights optional: a config alone is timed with random weights) or config.json"
+        ),
+    ],
+    library: Annotated[
+        Optional[Path], typer.Option(help="measured library: also print its prediction and the error")
+    ] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when available)")] = None,
+    config: ConfigOpt = None,
+    batch_sizes: BatchOpt = None,
+    prefill_len: PrefillOpt = None,
+    decode_len: DecodeOpt = None,
+    dtype: DtypeOpt = None,
+    repeats: RepeatsOpt = None,
+    threads: ThreadsOpt = None,
+    cpu_clock: ClockOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Measure a model end-to-end (prefill + decode loop with its own KV cache); compare with the cost model."""
+    from pydantic import ValidationError
+
+    from ..arch.summary import load_puzzle_config
+    from ..library.record import Library
+    from .config import Scenario
+    from .cost_model import compare_costs, measure_model_costs, predict_model_costs
+
+    try:
+        lib = Library.load(library) if library else None
+        scenario_values = {
+            "batch_sizes": _batches(batch_sizes),
+            "prefill_len": prefill_len,
+            "decode_len": decode_len,
+            "dtype": dtype,
+        }
+        if lib is not None and config is None and "scenario" in lib.meta:
+            # default to the scenario the library was measured for, so the two are comparable
+            scenario_values = {**lib.meta["scenario"], **{k: v for k, v in scenario_values.items() if v is not None}}
+            scenario_values = {k: v for k, v in scenario_values.items() if k in Scenario.model_fields}
+        cfg = stage_config(config, scenario_values, {"repeats": repeats, "threads": threads, "cpu_clock": cpu_clock})
+        if device not in (None, "cpu", "cuda"):
+            raise ValueError(f"--device {device!r}: expected cpu or cuda")
+        predicted = predict_model_costs(load_puzzle_config(model), lib, cfg.scenario) if lib else None
+        measured = measure_model_costs(model, cfg.scenario, cfg.measure, device)
+    except ValidationError as e:
+        fail(_validation_message(e))
+    except (OSError, ValueError, RuntimeError) as e:
+        fail(str(e))
+    if json_output:
+        out: dict[str, Any] = {"measured": {str(b): c.to_dict() for b, c in measured.items()}}
+        if predicted:
+            out["predicted"] = {str(b): c.to_dict() for b, c in predicted.items()}
+            out["comparison"] = compare_costs(predicted, measured)
+        print(json.dumps(out, default=str))
+        return
+    _print_costs(measured, predicted, cfg.scenario)
+
+
+def _print_costs(measured, predicted, scenario) -> None:
+    from rich.table import Table
+
+    from .cost_model import compare_costs
+
+    table = Table(
+        title=f"end-to-end costs ({scenario.prefill_len} prefill + {scenario.decode_len} decode tokens, "
+        f"{scenario.dtype})"
+    )
+    cols = ["batch", "prefill ms", "± IQR", "decode ms/step", "± IQR", "decode tok/s", "memory MiB"]
+    if predicted:
+        cols += ["pred prefill ms", "err %", "pred tok/s", "err %"]
+    for col in cols:
+        table.add_column(col, justify="right")
+    rows = {r["batch"]: r for r in compare_costs(predicted, measured)} if predicted else {}
+    for b, m in measured.items():
+        if not m.fits:
+            table.add_row(str(b), "does not fit", "", "", "", "", f"{m.memory_mib:.1f}", *([""] * (len(cols) - 7)))
+            continue
+        row = [
+            str(b),
+            f"{m.prefill_ms:.3f}",
+            f"{m.prefill_ms_iqr:.3f}",
+            f"{m.decode_ms:.4f}",
+            f"{m.decode_ms_iqr:.4f}",
+            f"{m.decode_tokens_per_s:,.1f}",
+            f"{m.memory_mib:.1f}",
+        ]
+        if predicted:
+            r = rows[b]
+            row += [
+                f"{r['prefill_ms_pred']:.3f}",
+                f"{r['prefill_err_pct']:+.1f}",
+                f"{r['decode_tok_s_pred']:,.1f}",
+                f"{r['decode_err_pct']:+.1f}",
+            ]
+        table.add_row(*row)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("measure")(measure)
+    app.command("measure-model")(measure_model)
