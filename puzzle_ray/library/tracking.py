@@ -40,7 +40,12 @@ def _columns(rows: list[dict]) -> dict[str, list]:
 
 
 def nmse_figure(library: Library, key: str = "nmse_final"):
-    """Layers x variants heat map of the BLD normalised MSE (log colour scale; blank = not applicable)."""
+    """Layers x variants heat map of the BLD normalised MSE."""
+    return heatmap(library, lambda v: v.extra.get("bld", {}).get(key), f"BLD normalised MSE ({key})")
+
+
+def heatmap(library: Library, value, title: str, log_scale: bool = True):
+    """Variants (rows) x layers (columns) heat map of `value(variant)` (blank where None or, on a log scale, <= 0)."""
     import numpy as np
     from matplotlib.colors import LogNorm
 
@@ -48,17 +53,17 @@ def nmse_figure(library: Library, key: str = "nmse_final"):
     grid = np.full((len(names), library.num_layers), np.nan)
     for i, layer in enumerate(library.layers):
         for n, v in layer.items():
-            x = v.extra.get("bld", {}).get(key)
-            if x is not None and x > 0:
+            x = value(v)
+            if x is not None and (x > 0 or not log_scale):
                 grid[names.index(n), i] = x
     fig, ax = plt.subplots(figsize=(1 + 0.5 * library.num_layers, 1 + 0.28 * len(names)))
     finite = grid[np.isfinite(grid)]
-    norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size else None
+    norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if log_scale and finite.size else None
     im = ax.imshow(grid, aspect="auto", cmap="viridis", norm=norm)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xticks(range(library.num_layers))
     ax.set_xlabel("layer")
-    ax.set_title(f"BLD normalised MSE ({key})")
+    ax.set_title(title)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     return fig

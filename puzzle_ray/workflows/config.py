@@ -1,0 +1,114 @@
+"""The workflow config: one YAML per scenario (`workflows/*.yaml`), validated by these typed models.
+
+Every section is the typed config of one stage; a field's docstring is its documentation. Unknown keys are
+errors that name the key (`extra="forbid"` on every model).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import PositiveInt, ValidationError
+
+from ..configs import StrictConfig
+from ..data.config import DataConfig, default_cache_dir
+from ..distill.config import DistillConfig
+from ..evaluate.config import EvalConfig, PublishConfig
+from ..library.config import BLDConfig
+from ..library.space import SearchSpace
+from ..measure.config import MeasureStageConfig
+from ..parent.config import EmbeddedParentConfig
+from ..score.config import ScoreConfig
+from ..search.config import SearchConfig
+
+
+class ParentConfig(StrictConfig):
+    path: Path | None = None
+    """A local Hugging Face model folder (Llama, Qwen2, Mistral or nemotron-nas; safetensors); None: the
+    embedded default parent, pretrained on first use and cached."""
+    architecture: Path | None = None
+    """The parent's config.json, read for dry runs and plans when `path` is not on this machine (no weights)."""
+    embedded: EmbeddedParentConfig = EmbeddedParentConfig()
+    """The embedded default parent (used when `path` is None)."""
+
+
+class MLflowConfig(StrictConfig):
+    experiment: str = "puzzle-ray"
+    """MLflow experiment of the workflow's runs."""
+    tracking_uri: str | None = None
+    """Tracking URI; default `$MLFLOW_TRACKING_URI`, else a SQLite store `mlflow.db` in the working directory."""
+
+
+class RayConfig(StrictConfig):
+    num_cpus: PositiveInt | None = None
+    """CPUs of the local cluster started when there is no RAY_ADDRESS (default: all)."""
+    num_gpus: int | None = None
+    """GPUs of the local cluster (default: all visible)."""
+    object_store_mb: PositiveInt = 512
+    """Object store of the local cluster, in MiB."""
+
+
+class WorkflowConfig(StrictConfig):
+    name: str
+    """Name of the workflow (MLflow run name, summary title)."""
+    store: str = "./puzzle-runs"
+    """Artifact store: a local folder or any fsspec URL (s3://...); `$PUZZLE_RAY_STORE` overrides it."""
+    cache_dir: Path | None = None
+    """Local cache of token data and the embedded parent (default `$PUZZLE_RAY_CACHE`, else ~/.cache/puzzle-ray)."""
+    parent: ParentConfig = ParentConfig()
+    """The parent LLM to compress."""
+    data: DataConfig | None = None
+    """Token data of every stage (tokenised with the parent's tokenizer); None: the embedded corpus."""
+    search_space: SearchSpace = SearchSpace()
+    """Attention and FFN variants of every layer."""
+    bld: BLDConfig = BLDConfig()
+    """Block library: initialisation and blockwise local distillation."""
+    score: ScoreConfig = ScoreConfig()
+    """Replace-1-block scoring."""
+    measure: MeasureStageConfig = MeasureStageConfig()
+    """The inference scenario and target hardware of the measurements."""
+    search: SearchConfig = SearchConfig()
+    """The MIP: objective, constraints, solutions."""
+    sweep_points: int = 6
+    """Throughput targets of the quality-vs-cost frontier drawn beside the solution (0: none)."""
+    distill: DistillConfig = DistillConfig()
+    """Global knowledge distillation of the assembled child."""
+    evaluate: EvalConfig = EvalConfig()
+    """Evaluation of the child against the parent."""
+    publish: PublishConfig = PublishConfig()
+    """MLflow model registry."""
+    mlflow: MLflowConfig = MLflowConfig()
+    """Experiment tracking."""
+    ray: RayConfig = RayConfig()
+    """The local Ray cluster (ignored on an existing cluster)."""
+
+    @property
+    def store_url(self) -> str:
+        return os.environ.get("PUZZLE_RAY_STORE") or self.store
+
+    @property
+    def cache(self) -> Path:
+        return self.cache_dir or default_cache_dir()
+
+
+class ConfigError(ValueError):
+    """A workflow config that does not validate; the message names the file and every bad field."""
+
+
+def load_config(path: str | Path) -> WorkflowConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such workflow config")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a workflow config is a mapping of sections")
+    try:
+        return WorkflowConfig(**data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{path}: {problems}") from None

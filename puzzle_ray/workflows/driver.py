@@ -1,0 +1,79 @@
+"""The workflow driver: validate, plan, connect to Ray, run the stages with MLflow records, summarise.
+
+    puzzle-ray run workflows/tiny-cpu.yaml [--from STAGE | --only STAGE] [--dry-run]
+    python -m puzzle_ray.workflows workflows/tiny-cpu.yaml        # the Ray job entrypoint
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+
+from ..configs import content_hash
+from ..store import ArtifactStore
+from ..ui import console
+from .config import WorkflowConfig, load_config
+from .engine import Runner, StageStatus
+from .plan import preflight, work_estimate
+from .stages import STAGES
+from .summary import summary_markdown, summary_table
+
+SUMMARY_FILE = "puzzle-summary.md"
+
+
+def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, start: str | None = None,
+                 dry_run: bool = False) -> dict[str, StageStatus]:
+    """Run (or resume) the workflow. Raises ConfigError / StoreError / StageFailed with a clear message."""
+    cfg = config if isinstance(config, WorkflowConfig) else load_config(config)
+    store = ArtifactStore(cfg.store_url)
+    runner = Runner(STAGES, cfg, store)
+    runner.selected(only, start)  # validates --only / --from
+    console.print(runner.plan_table(f"{cfg.name}: plan (store {store.url})"))
+    if dry_run:
+        console.print(work_estimate(cfg))
+        return runner.status
+    preflight(cfg, store)  # every cheap check, before any expensive work
+
+    from .cluster import connect
+    from .tracking import WorkflowTracking, tracking_uri
+
+    connect(cfg.ray.num_cpus, cfg.ray.num_gpus, cfg.ray.object_store_mb)
+    tracking = WorkflowTracking(tracking_uri(cfg.mlflow.tracking_uri), cfg.mlflow.experiment, cfg.name, content_hash(runner.keys))
+    parent_run = tracking.start()
+
+    @contextmanager
+    def stage_context(name: str, key: str):
+        """A nested MLflow run per stage; fluent logging inside the stage goes to it, Ray workers use its id."""
+        run_id = tracking.stage_run(name, key)
+        with mlflow.start_run(run_id=run_id, nested=True):
+            yield run_id
+
+    def on_stage(st: StageStatus) -> None:
+        name = st.stage.name
+        if st.state == "running":
+            console.rule(f"[bold]{name}[/]  {st.stage.describe(cfg)}")
+        elif st.state == "cached":
+            tracking.stage_run(name, st.key, cached=True)
+            console.print(f"[cyan]✓ {name}[/] finished earlier (key {st.key[:10]})")
+        elif st.state in ("done", "failed"):
+            mark = "[green]✓" if st.state == "done" else "[red]✗"
+            console.print(f"{mark} {name}[/] {st.seconds:.1f} s")
+
+    ok = False
+    try:
+        with mlflow.start_run(run_id=parent_run):
+            mlflow.log_dict(cfg.model_dump(mode="json"), "workflow_config.json")
+            runner.run(only, start, on_stage=on_stage, stage_context=stage_context)
+            ok = True
+    finally:
+        tracking.finish(ok)
+        console.print(runner.plan_table(f"{cfg.name}: {'done' if ok else 'stopped'}"))
+    if runner.status["evaluate"].outputs:
+        console.print(summary_table(cfg, runner.status))
+        md = summary_markdown(cfg, runner.status)
+        store.write_bytes(f"runs/{cfg.name}/summary.md", md.encode())
+        Path(SUMMARY_FILE).write_text(md)
+        tracking.client.log_text(parent_run, md, "summary.md")
+    return runner.status

@@ -1,0 +1,186 @@
+"""A small, resumable stage-graph runner (Ray Workflows no longer exists in Ray 2.60).
+
+Every stage is a plain function of its config slice and its inputs' outputs. Its key is the content hash of
+(stage name, stage version, config slice, input keys), so a stage whose inputs changed gets a new key and
+re-runs with everything after it. A finished stage writes `stages/<name>/<key>/record.json` to the
+artifact store last; a re-run finds it and skips the stage. An interrupted run therefore resumes where it
+stopped (and long stages resume from their own checkpoints inside).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rich.table import Table
+
+from ..configs import content_hash
+from ..store import ArtifactStore
+from ..ui import console
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    inputs: tuple[str, ...]
+    config_slice: Callable[[Any], Any]
+    """The part of the workflow config this stage's output depends on (JSON-able)."""
+    run: Callable[["StageContext"], dict]
+    """Does the work; returns JSON-able outputs (store keys, figures) for later stages and the summary."""
+    describe: Callable[[Any], str] = lambda cfg: ""
+    """One line for the plan: what the stage will do and how much work it is (no weights loaded)."""
+    version: int = 1
+    """Bump when the stage's code changes what it produces."""
+
+
+@dataclass
+class StageContext:
+    config: Any
+    store: ArtifactStore
+    stage: str
+    key: str
+    inputs: dict[str, dict]
+    """Outputs of every stage this one depends on (transitively), by stage name."""
+    mlflow_run_id: str | None = None
+
+    @property
+    def prefix(self) -> str:
+        """Store prefix for this stage's outputs."""
+        return f"stages/{self.stage}/{self.key}"
+
+
+@dataclass
+class StageStatus:
+    stage: Stage
+    key: str
+    state: str = "pending"  # pending | cached | running | done | failed | skipped
+    seconds: float | None = None
+    outputs: dict = field(default_factory=dict)
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: str, cause: BaseException):
+        super().__init__(f"stage '{stage}' failed: {cause}")
+        self.stage, self.cause = stage, cause
+
+
+def stage_keys(stages: list[Stage], config: Any) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for s in stages:
+        missing = [i for i in s.inputs if i not in keys]
+        if missing:
+            raise ValueError(f"stage '{s.name}' depends on {missing}, which come later or do not exist")
+        keys[s.name] = content_hash(
+            {"stage": s.name, "version": s.version, "config": s.config_slice(config), "inputs": {i: keys[i] for i in s.inputs}}
+        )
+    return keys
+
+
+def record_key(stage: str, key: str) -> str:
+    return f"stages/{stage}/{key}/record.json"
+
+
+class Runner:
+    def __init__(self, stages: list[Stage], config: Any, store: ArtifactStore):
+        self.stages, self.config, self.store = stages, config, store
+        self.keys = stage_keys(stages, config)
+        self.status = {s.name: StageStatus(s, self.keys[s.name]) for s in stages}
+        for st in self.status.values():
+            if store.exists(record_key(st.stage.name, st.key)):
+                st.state = "cached"
+                st.outputs = store.read_json(record_key(st.stage.name, st.key))["outputs"]
+
+    def selected(self, only: str | None = None, start: str | None = None) -> list[str]:
+        names = [s.name for s in self.stages]
+        for opt, value in (("--only", only), ("--from", start)):
+            if value is not None and value not in names:
+                raise ValueError(f"{opt} {value!r}: no such stage (stages: {', '.join(names)})")
+        if only:
+            return [only]
+        if start:
+            return names[names.index(start) :]
+        return names
+
+    def plan_table(self, title: str = "plan") -> Table:
+        table = Table(title=title)
+        for col in ("#", "stage", "key", "status", "time", "work"):
+            table.add_column(col)
+        for i, s in enumerate(self.stages):
+            st = self.status[s.name]
+            style = {"done": "green", "cached": "cyan", "failed": "red", "running": "yellow"}.get(st.state, "")
+            secs = f"{st.seconds:.1f} s" if st.seconds is not None else ""
+            table.add_row(str(i + 1), s.name, st.key[:10], f"[{style}]{st.state}[/]" if style else st.state, secs, s.describe(self.config))
+        return table
+
+    def run(self, only: str | None = None, start: str | None = None,
+            on_stage: Callable[[StageStatus], Any] | None = None,
+            stage_context: Callable[[str, str], Any] | None = None) -> dict[str, StageStatus]:
+        """Run the selected stages (skipping finished ones unless forced by --from/--only).
+
+        `stage_context(name, key)` is a context manager around each stage's work that yields its MLflow run id.
+        """
+        chosen = self.selected(only, start)
+        forced = set(chosen) if (only or start) else set()
+        for s in self.stages:
+            st = self.status[s.name]
+            if s.name not in chosen:
+                if st.state != "cached" and any(s.name in self._deps(c) for c in chosen):
+                    raise ValueError(f"stage '{s.name}' has not run yet; run it first (or drop --only/--from)")
+                continue
+            if st.state == "cached" and s.name not in forced:
+                if on_stage:
+                    on_stage(st)
+                continue
+            inputs = {d: self.status[d].outputs for d in self._deps(s.name)}
+            st.state = "running"
+            if on_stage:
+                on_stage(st)
+            started = time.time()
+            try:
+                with (stage_context(s.name, st.key) if stage_context else nullcontext()) as run_id:
+                    ctx = StageContext(self.config, self.store, s.name, st.key, inputs, run_id)
+                    outputs = s.run(ctx) or {}
+            except BaseException as e:  # noqa: BLE001 - recorded, then re-raised
+                st.state, st.seconds = "failed", time.time() - started
+                if on_stage:
+                    on_stage(st)
+                if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                    raise
+                raise StageFailed(s.name, e) from e
+            st.seconds, st.outputs, st.state = time.time() - started, outputs, "done"
+            self.store.write_json(
+                record_key(s.name, st.key),
+                {"outputs": outputs, "config": s.config_slice(self.config), "inputs": {i: self.keys[i] for i in s.inputs},
+                 "started": started, "seconds": st.seconds},
+            )
+            if on_stage:
+                on_stage(st)
+        return self.status
+
+    def _deps(self, name: str) -> list[str]:
+        """Every stage `name` depends on, transitively, in plan order."""
+        by_name = {s.name: s for s in self.stages}
+        seen: set[str] = set()
+        todo = list(by_name[name].inputs)
+        while todo:
+            d = todo.pop()
+            if d not in seen:
+                seen.add(d)
+                todo.extend(by_name[d].inputs)
+        return [s.name for s in self.stages if s.name in seen]
+
+
+def format_exception(e: BaseException) -> str:
+    """The innermost message of a chained failure (Ray wraps worker exceptions)."""
+    while isinstance(e, StageFailed):
+        e = e.cause
+    cause = getattr(e, "cause", None)
+    if cause is not None and cause is not e:
+        return format_exception(cause)
+    return "".join(traceback.format_exception_only(type(e), e)).strip()
+
+
+__all__ = ["Runner", "Stage", "StageContext", "StageFailed", "StageStatus", "console", "format_exception", "stage_keys"]
