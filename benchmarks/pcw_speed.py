@@ -1,0 +1,136 @@
+"""PCW encoding cost: B windows of N tokens, batched PCW vs one window at a time vs one long causal context.
+
+    python benchmarks/pcw_speed.py            # B = 1..8, N = 256; a few minutes on 2 idle cores
+    python benchmarks/pcw_speed.py --quick    # smoke test (B = 1, 2, 4; N = 32), seconds
+
+Model: a random Llama of the embedded default parent's shape (8 layers, hidden 256, 8 heads, 2 KV heads, FFN
+1024, vocab 4096), float32, sdpa. Methods, each producing the caches a query needs:
+  pcw   - `ParallelContextWindows.encode`: ONE forward over the B padded windows (explicit 4-D mask) + merge;
+  seq   - one forward per window, caches concatenated afterwards (the published reference's way);
+  long  - one causal forward over the B x N tokens concatenated (ordinary in-context learning; needs a
+          position limit of B x N).
+Time: median of --repeats runs after one warm-up. Memory: the peak of live tensor memory during one call, from
+the torch profiler's allocation events (torch's CPU allocator keeps no statistics of its own, and tracemalloc
+does not see tensor storage); it includes the caches returned, the masks and the activations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch.profiler import ProfilerActivity, profile
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.cache_utils import DynamicCache
+
+from puzzle_ray.pcw import ParallelContextWindows
+
+console = Console(width=160)
+METHODS = ("pcw", "seq", "long")
+
+
+def make_model(max_windows: int, tokens: int, attn: str) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=4096, hidden_size=256, intermediate_size=1024, num_hidden_layers=8, num_attention_heads=8,
+        num_key_value_heads=2, max_position_embeddings=max_windows * tokens + 8, bos_token_id=1,
+        attn_implementation=attn,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def make_windows(count: int, tokens: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(count)
+    return [[1] + torch.randint(3, 4096, (tokens - 1,), generator=g).tolist() for _ in range(count)]
+
+
+@torch.no_grad()
+def run(method: str, model, windows: list[list[int]]):
+    if method == "pcw":
+        return ParallelContextWindows(model).encode(windows)
+    if method == "seq":
+        caches = []
+        for w in windows:
+            cache = DynamicCache()
+            model.model(input_ids=torch.tensor([w]), cache=cache, use_cache=True)
+            caches.append(cache)
+        # merge as the reference does: the first window whole, the others without their BOS
+        return [
+            (
+                torch.cat([caches[0].layers[i].keys] + [c.layers[i].keys[:, :, 1:] for c in caches[1:]], dim=2),
+                torch.cat([caches[0].layers[i].values] + [c.layers[i].values[:, :, 1:] for c in caches[1:]], dim=2),
+            )
+            for i in range(len(caches[0].layers))
+        ]
+    if method == "long":
+        flat = [t for w in windows for t in w]
+        cache = DynamicCache()
+        ids = torch.tensor([flat])
+        model.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
+        return cache
+    raise ValueError(method)
+
+
+def median_ms(method: str, model, windows, repeats: int) -> float:
+    run(method, model, windows)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(method, model, windows)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def peak_tensor_mib(method: str, model, windows) -> float:
+    """Peak of live tensor memory during one call, from the torch profiler's allocation events (op granularity:
+    a temporary allocated and freed inside one op is not seen)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = run(method, model, windows)
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage  # each allocation / free counted once, by the op that made it
+        peak = max(peak, live)
+    del result
+    return peak / 2**20
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="B = 1, 2, 4; N = 32; 2 repeats")
+    p.add_argument("--tokens", type=int, default=None, help="tokens per window, BOS included (default 256)")
+    p.add_argument("--b", type=int, nargs="+", default=None, help="numbers of windows (default 1..8)")
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: with the cores shared, more threads mostly measure contention)")
+    p.add_argument("--no-memory", action="store_true", help="skip the profiler memory measurements")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    args.tokens = args.tokens or (32 if args.quick else 256)
+    args.b = args.b or ([1, 2, 4] if args.quick else list(range(1, 9)))
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    model = make_model(max(args.b), args.tokens, args.attn)
+    console.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, attn={args.attn}, "
+                  f"N={args.tokens} tokens per window, median of {args.repeats}")
+    table = Table(title="Encoding B windows of N tokens (time: ms; memory: MiB peak live tensors)")
+    for col in ("B", "tokens", "pcw ms", "seq ms", "long ms", "seq/pcw", "long/pcw", "pcw ms / B",
+                "pcw MiB", "seq MiB", "long MiB", "cache MiB"):
+        table.add_column(col, justify="right")
+    for b in args.b:
+        windows = make_windows(b, args.tokens)
+        ms = {m: median_ms(m, model, windows, args.repeats) for m in METHODS}
+        mem = {m: (float("nan") if args.no_memory else peak_tensor_mib(m, model, windows)) for m in METHODS}
+        cache_mib = ParallelContextWindows(model).encode(windows).nbytes() / 2**20
+        table.add_row(str(b), str(b * args.tokens), f"{ms['pcw']:.1f}", f"{ms['seq']:.1f}", f"{ms['long']:.1f}",
+                      f"{ms['seq'] / ms['pcw']:.2f}", f"{ms['long'] / ms['pcw']:.2f}", f"{ms['pcw'] / b:.1f}",
+                      f"{mem['pcw']:.1f}", f"{mem['seq']:.1f}", f"{mem['long']:.1f}", f"{cache_mib:.2f}")
+        console.print(f"B={b} done", style="dim")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

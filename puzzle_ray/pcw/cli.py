@@ -1,0 +1,152 @@
+"""`puzzle-ray pcw-eval` and `puzzle-ray pcw-generate` (heavy imports stay inside the commands)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from puzzle_ray.ui import console, fail
+
+
+def pcw_generate(
+    model: Annotated[Path, typer.Option(help="local model folder (Hugging Face layout or a Puzzle child)")],
+    window: Annotated[list[Path], typer.Option(help="a text file: one context window (repeat for more)")],
+    prompt: Annotated[str, typer.Option(help="the task text that follows the windows")],
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    alignment: Annotated[str, typer.Option(help="left (the reference's default) or right")] = "left",
+    add_bos: Annotated[bool, typer.Option(help="prepend BOS to windows where the tokenizer does not")] = True,
+    do_sample: Annotated[bool, typer.Option(help="sample instead of greedy decoding")] = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: Annotated[int, typer.Option(help="seed for sampling")] = 0,
+    dtype: str = "float32",
+    attn_implementation: Annotated[str, typer.Option(help="eager or sdpa")] = "sdpa",
+    device: str = "cpu",
+) -> None:
+    """Generate from a prompt that attends to several parallel context windows read from files."""
+    import torch
+
+    from .loading import check_model_dir, load_causal_lm
+    from .parallel_context import ParallelContextWindows
+
+    try:
+        if alignment not in ("left", "right"):
+            raise ValueError(f"--alignment {alignment}: expected left or right")
+        check_model_dir(model)
+        texts = []
+        for path in window:
+            if not path.is_file():
+                raise ValueError(f"--window {path}: no such file")
+            texts.append(path.read_text(encoding="utf-8"))
+        start = time.perf_counter()
+        lm, tokenizer = load_causal_lm(model, dtype, attn_implementation, device)
+        pcw = ParallelContextWindows(lm, tokenizer, alignment=alignment, add_bos=add_bos)
+        context = pcw.encode(texts)
+        generator = torch.Generator(device=device).manual_seed(seed) if do_sample else None
+        ids = pcw.generate(
+            context,
+            prompt,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+        )
+    except (OSError, ValueError, RuntimeError) as e:
+        fail(str(e))
+    console.print(tokenizer.decode(ids, skip_special_tokens=True), markup=False, highlight=False)
+    console.print(
+        f"[dim]{len(texts)} windows, {context.num_tokens} context tokens (longest window {context.max_window_len}), "
+        f"{len(ids)} new tokens in {time.perf_counter() - start:.2f} s[/]"
+    )
+
+
+def pcw_eval(
+    model: Annotated[str | None, typer.Option(help="local model folder; default: the config's")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML of PCWEvalConfig fields")] = None,
+    train: Annotated[str | None, typer.Option(help="JSONL of demonstrations (text, label)")] = None,
+    test: Annotated[str | None, typer.Option(help="JSONL of test examples")] = None,
+    episodes: Annotated[int | None, typer.Option(help="evaluate this many synthetic episodes instead")] = None,
+    embedded_parent: Annotated[bool, typer.Option(help="use the trained embedded parent as the model")] = False,
+    episode_classes: Annotated[int | None, typer.Option(help="classes per synthetic episode")] = None,
+    windows: Annotated[str | None, typer.Option(help="numbers of windows, e.g. 1,2,3")] = None,
+    context_size: Annotated[
+        int | None, typer.Option(help="tokens a window + query may take (default: the model's limit; with "
+                                      "--embedded-parent, its training length)")
+    ] = None,
+    draws: Annotated[int | None, typer.Option(help="random draws of shots per number of windows")] = None,
+    shots_per_window: int | None = None,
+    test_size: int | None = None,
+    method: Annotated[str | None, typer.Option(help="greedy (label trie) or loglik")] = None,
+    alignment: Annotated[str | None, typer.Option(help="left or right")] = None,
+    tracking_uri: str | None = None,
+    output: Annotated[str | None, typer.Option(help="write the result JSON here")] = None,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="do not log to MLflow")] = False,
+) -> None:
+    """Many-shot ICL accuracy with 1..B parallel windows (JSONL classification sets or synthetic episodes)."""
+    import yaml
+    from pydantic import ValidationError
+    from rich.table import Table
+
+    from .config import PCWEvalConfig
+    from .evaluate import run_pcw_eval
+
+    try:
+        fields = {}
+        if config is not None:
+            if not config.is_file():
+                raise ValueError(f"--config {config}: no such file")
+            fields = yaml.safe_load(config.read_text()) or {}
+            if not isinstance(fields, dict):
+                raise ValueError(f"--config {config}: expected a mapping of PCWEvalConfig fields")
+        if embedded_parent:
+            from puzzle_ray.parent import EmbeddedParentConfig, ensure_embedded_parent
+
+            model = str(ensure_embedded_parent())
+            # Positions past its training sequence length are untrained: PCW is what lets it read more.
+            if context_size is None and "context_size" not in fields:
+                context_size = EmbeddedParentConfig().seq_len
+        overrides = {
+            "model": model,
+            "train_path": train,
+            "test_path": test,
+            "episodes": episodes,
+            "episode_classes": episode_classes,
+            "context_size": context_size,
+            "num_windows": [int(b) for b in windows.split(",")] if windows else None,
+            "draws": draws,
+            "shots_per_window": shots_per_window,
+            "test_size": test_size,
+            "method": method,
+            "alignment": alignment,
+            "tracking_uri": tracking_uri,
+            "output": output,
+        }
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        if no_mlflow:
+            fields["log_mlflow"] = False
+        cfg = PCWEvalConfig(**fields)
+        result = run_pcw_eval(cfg)
+    except ValidationError as e:
+        err = e.errors()[0]
+        fail(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}")
+    except (OSError, ValueError, RuntimeError, ImportError) as e:
+        fail(str(e))
+    table = Table(title=f"PCW accuracy ({result.shots_per_window} shots per window, {result.num_tests} tests)")
+    for col in ("windows", "shots", "accuracy mean", "std", "draws"):
+        table.add_column(col, justify="right")
+    for b in result.accuracies:
+        acc = result.accuracies[b]
+        table.add_row(str(b), str(b * result.shots_per_window), f"{result.mean(b):.3f}", f"{result.std(b):.3f}",
+                      " ".join(f"{a:.3f}" for a in acc))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pcw-generate")(pcw_generate)
+    app.command("pcw-eval")(pcw_eval)
