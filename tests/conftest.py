@@ -56,3 +56,6 @@ def mlflow_uri(tmp_path_factory):
     mlflow.set_tracking_uri(uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return uri
+
+
+from .workflow_fixtures import micro_cache, micro_run  # noqa: E402,F401  (session fixtures shared by modules)

@@ -26,7 +26,7 @@ def log_library(run_id: str, library: Library, losses: dict[str, list[tuple[int,
     metrics = [Metric(metric_key(uid), float(v), now, int(step)) for uid, curve in losses.items() for step, v in curve]
     for i in range(0, len(metrics), BATCH):
         client.log_batch(run_id, metrics=metrics[i : i + BATCH])
-    client.log_table(run_id, data=_columns(library.table()), artifact_file="library/block_library_table.json")
+    client.log_table(run_id, data=columns(library.table()), artifact_file="library/block_library_table.json")
     client.log_dict(run_id, library.to_json(), "library/block_library.json")
     client.log_dict(run_id, library.meta, "library/library_meta.json")
     fig = nmse_figure(library)
@@ -34,7 +34,8 @@ def log_library(run_id: str, library: Library, losses: dict[str, list[tuple[int,
     plt.close(fig)
 
 
-def _columns(rows: list[dict]) -> dict[str, list]:
+def columns(rows: list[dict]) -> dict[str, list]:
+    """Row dicts as the column-major table that `log_table` takes (layer and variant first)."""
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("layer", "variant"), k))
     return {k: [r.get(k) for r in rows] for k in keys}
 

@@ -13,7 +13,7 @@ from mlflow import MlflowClient  # noqa: E402
 from ..arch.blocks import BlockConfig  # noqa: E402
 from ..arch.config import PuzzleConfig  # noqa: E402
 from ..library.record import Library  # noqa: E402
-from ..library.tracking import heatmap  # noqa: E402
+from ..library.tracking import columns, heatmap  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,7 @@ def log_library_heatmap(run_id: str, library: Library, section: str, key: str) -
     fig = heatmap(library, lambda v: getattr(v, section).get(key), f"replace-1-block {key} per layer and variant")
     client.log_figure(run_id, fig, f"score/{key}_heatmap.png")
     plt.close(fig)
-    client.log_table(run_id, data=_columns(library.table()), artifact_file="score/scored_library_table.json")
-
-
-def _columns(rows: list[dict]) -> dict[str, list]:
-    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("layer", "variant"), k))
-    return {k: [r.get(k) for r in rows] for k in keys}
+    client.log_table(run_id, data=columns(library.table()), artifact_file="score/scored_library_table.json")
 
 
 def architecture_figure(parent: PuzzleConfig, child: list[BlockConfig]):
@@ -65,7 +60,7 @@ def log_architecture(run_id: str, parent: PuzzleConfig, child: list[BlockConfig]
     rows = [{"layer": i, "parent_attention": p.describe(parent.num_attention_heads)[0], "child_attention": c.describe(parent.num_attention_heads)[0],
              "parent_ffn": p.describe(parent.num_attention_heads)[1], "child_ffn": c.describe(parent.num_attention_heads)[1]}
             for i, (p, c) in enumerate(zip(parent.block_configs, child))]
-    client.log_table(run_id, data=_columns(rows), artifact_file="solve/architecture.json")
+    client.log_table(run_id, data=columns(rows), artifact_file="solve/architecture.json")
 
 
 def log_frontier_with_choice(run_id: str, library: Library, config, best, points: int) -> None:

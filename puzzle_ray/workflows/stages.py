@@ -181,7 +181,7 @@ def merged_library(ctx: StageContext) -> Library:
 def run_solve(ctx: StageContext) -> dict:
     from ..search import search
     from ..search.tracking import log_search
-    from .figures import log_architecture, log_frontier_with_choice
+    from .figures import columns, log_architecture, log_frontier_with_choice
 
     cfg: WorkflowConfig = ctx.config
     library = merged_library(ctx)
@@ -190,6 +190,9 @@ def run_solve(ctx: StageContext) -> dict:
     best = result.best
     ctx.store.write_json(f"{ctx.prefix}/solutions.json", result.to_json(library.meta.get("hidden_size")))
     if ctx.mlflow_run_id:
+        from mlflow import MlflowClient
+
+        MlflowClient().log_table(ctx.mlflow_run_id, data=columns(library.table()), artifact_file="solve/library_table.json")
         log_search(result, hidden_size=library.meta.get("hidden_size"))
         parent = load_puzzle_config(ctx.inputs["parent"]["model_dir"])
         log_architecture(ctx.mlflow_run_id, parent, best.block_configs)
