@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -170,7 +171,11 @@ def test_ray_job_submit_against_a_local_head_node(micro_run, micro_cache, tmp_pa
     # --block keeps `ray start` in the foreground; terminating it stops this head node and nothing else.
     log = open(tmp_path / "head.log", "w")
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--port=6391", "--num-cpus=2", "--dashboard-port=8272",
-                             "--include-dashboard=true", f"--temp-dir={tmp_path / 'ray'}"], env=env, stdout=log, stderr=log)
+                             "--include-dashboard=true", f"--temp-dir={tempfile.mkdtemp(prefix='rj', dir='/tmp')}",
+                             # ports of its own: the session's cluster already holds the agents' default ports
+                             "--dashboard-agent-listen-port=52391", "--dashboard-agent-grpc-port=52392",
+                             "--metrics-export-port=52393", "--runtime-env-agent-port=52394"],
+                            env=env, stdout=log, stderr=log)  # (a short temp dir: Ray's unix sockets allow 107 bytes)
     try:
         deadline = time.time() + 300
         while not _answers("http://127.0.0.1:8272/api/version"):  # the job server starts after the head node
@@ -178,9 +183,13 @@ def test_ray_job_submit_against_a_local_head_node(micro_run, micro_cache, tmp_pa
             time.sleep(2)
         runtime = json.dumps({"env_vars": {"PUZZLE_RAY_CACHE": str(micro_cache), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
                                            "RAY_USAGE_STATS_ENABLED": "0"}})
-        job = subprocess.run([ray_bin, "job", "submit", "--address", "http://127.0.0.1:8272", "--working-dir", str(ROOT),
-                              "--runtime-env-json", runtime, "--", "python", "-m", "puzzle_ray.workflows", str(config)],
-                             env=env, capture_output=True, text=True, timeout=600)
+        cmd = [ray_bin, "job", "submit", "--address", "http://127.0.0.1:8272", "--working-dir", str(ROOT),
+               "--runtime-env-json", runtime, "--", sys.executable, "-m", "puzzle_ray.workflows", str(config)]
+        while True:  # the per-node job agent comes up a little after the dashboard
+            job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            if "No available agent" not in job.stderr or time.time() > deadline:
+                break
+            time.sleep(3)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout
     finally:
