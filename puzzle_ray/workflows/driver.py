@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 
 from ..configs import content_hash
-from ..store import ArtifactStore
+from ..store import ArtifactStore, StoreError
 from ..ui import console
 from .config import WorkflowConfig, load_config
 from .engine import Runner, StageStatus
@@ -27,10 +27,15 @@ def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, s
                  dry_run: bool = False) -> dict[str, StageStatus]:
     """Run (or resume) the workflow. Raises ConfigError / StoreError / StageFailed with a clear message."""
     cfg = config if isinstance(config, WorkflowConfig) else load_config(config)
-    store = ArtifactStore(cfg.store_url)
+    try:
+        store = ArtifactStore(cfg.store_url)
+    except StoreError:
+        if not dry_run:
+            raise
+        store = None  # planning a cluster run from a laptop: the store (s3://...) need not be reachable here
     runner = Runner(STAGES, cfg, store)
     runner.selected(only, start)  # validates --only / --from
-    console.print(runner.plan_table(f"{cfg.name}: plan (store {store.url})"))
+    console.print(runner.plan_table(f"{cfg.name}: plan (store {cfg.store_url}{'' if store else ', not reachable here'})"))
     if dry_run:
         console.print(work_estimate(cfg))
         return runner.status

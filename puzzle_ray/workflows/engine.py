@@ -84,12 +84,13 @@ def record_key(stage: str, key: str) -> str:
 
 
 class Runner:
-    def __init__(self, stages: list[Stage], config: Any, store: ArtifactStore):
+    def __init__(self, stages: list[Stage], config: Any, store: ArtifactStore | None):
+        """`store` None: plan only (statuses unknown, nothing can run)."""
         self.stages, self.config, self.store = stages, config, store
         self.keys = stage_keys(stages, config)
-        self.status = {s.name: StageStatus(s, self.keys[s.name]) for s in stages}
+        self.status = {s.name: StageStatus(s, self.keys[s.name], "pending" if store else "unknown") for s in stages}
         for st in self.status.values():
-            if store.exists(record_key(st.stage.name, st.key)):
+            if store is not None and store.exists(record_key(st.stage.name, st.key)):
                 st.state = "cached"
                 st.outputs = store.read_json(record_key(st.stage.name, st.key))["outputs"]
 

@@ -58,7 +58,8 @@ def publish_dir(ctx: StageContext, build) -> Path:
 
 
 def _file_stats(path: Path | None) -> list | None:
-    if path is None:
+    """Names, sizes and times of a parent folder's files: a cheap stand-in for its content (None if absent)."""
+    if path is None or not Path(path).exists():
         return None
     files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
     return [[str(p.relative_to(path) if Path(path).is_dir() else p.name), p.stat().st_size, int(p.stat().st_mtime)] for p in files]
