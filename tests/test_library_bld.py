@@ -129,3 +129,28 @@ def test_partition_is_contiguous_and_balanced(parent_dir):
         ranges = partition_layers(spaces, n)
         assert ranges[0][0] == 0 and ranges[-1][1] == 12 and len(ranges) == min(n, 12)
         assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(ranges, ranges[1:]))
+
+
+def test_realize_cli_assembles_the_chosen_child(one_actor, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from transformers import AutoModelForCausalLM
+
+    result, store = one_actor
+    folder = tmp_path / "library"
+    result.library.save(folder)
+    chosen = {f"layer_{i}": "attention=no_op ffn=64" if i % 2 else "attention=kv1 ffn=linear" for i in range(4)}
+    (tmp_path / "solution.json").write_text(json.dumps({"solutions": [{"chosen": chosen}]}))
+    res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "realize", "--library", str(folder),
+                          "--solution", str(tmp_path / "solution.json"), str(tmp_path / "child")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    child = AutoModelForCausalLM.from_pretrained(tmp_path / "child")
+    kinds = [(b.attention.kind, b.ffn.kind) for b in child.config.block_configs]
+    assert kinds == [("gqa", "linear"), ("no_op", "swiglu")] * 2
+    trained = store.read_tensors(result.library.layers[1]["attention=no_op ffn=64"].extra["weights"]["ffn"])
+    assert torch.equal(child.model.layers[1].mlp.up_proj.weight, trained["mlp.up_proj.weight"])
+    bad = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "realize", "--library", str(folder),
+                          "--solution", str(tmp_path / "solution.json"), "--rank", "3", str(tmp_path / "c2")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "holds 1 solution" in bad.stderr

@@ -64,6 +64,10 @@ class BuildResult:
     losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     restored_from: dict[str, list[int]] = field(default_factory=dict)
     """Per actor (layer range), the checkpoint steps it resumed from after a failure."""
+    train_seconds: float = 0.0
+    """Wall-clock seconds of the training stream (0 when reused)."""
+    trained_units: int = 0
+    """Variants trained (each saw every training token)."""
 
 
 def library_key(parent_fp: str, space: SearchSpace, bld: BLDConfig, data: BLDData) -> str:
@@ -117,7 +121,7 @@ def build_library(
     ranges = partition_layers(spaces, bld.num_actors)
     actors = _start_actors(store, parent_key, key, ranges, spaces, bld, total_steps, parent.num_hidden_layers)
     try:
-        _train(actors, bld, data, total_steps, tokens_per_step, on_step, show_progress)
+        train_seconds = _train(actors, bld, data, total_steps, tokens_per_step, on_step, show_progress)
         reports = ray.get([a.report.remote() for a in actors])
         weight_keys = {}
         for keys in ray.get([a.save_weights.remote(f"{key}/weights") for a in actors]):
@@ -138,7 +142,8 @@ def build_library(
         from .tracking import log_library
 
         log_library(mlflow_run_id, library, losses)
-    return BuildResult(library, key, reused=False, losses=losses, restored_from=restored)
+    return BuildResult(library, key, reused=False, losses=losses, restored_from=restored, train_seconds=train_seconds,
+                       trained_units=len(losses))
 
 
 def load_library(store: ArtifactStore, key: str) -> Library:
@@ -199,8 +204,9 @@ def _evaluate(actors, data: BLDData, bld: BLDConfig, tag: str) -> None:
     ray.get([a.end_eval.remote(tag) for a in actors])
 
 
-def _train(actors, bld, data, total_steps, tokens_per_step, on_step, show_progress) -> None:
-    failures, restore_needed = 0, False
+def _train(actors, bld, data, total_steps, tokens_per_step, on_step, show_progress) -> float:
+    """Run every phase to the end; returns the wall-clock seconds of the training stream (for throughput)."""
+    failures, restore_needed, train_seconds = 0, False, 0.0
     with progress("tok", transient=not show_progress) as bar:
         task = bar.add_task(f"BLD ({len(actors)} actor{'s' * (len(actors) > 1)})", total=total_steps * tokens_per_step)
         while True:
@@ -219,12 +225,14 @@ def _train(actors, bld, data, total_steps, tokens_per_step, on_step, show_progre
                 bar.update(task, completed=start * tokens_per_step)
                 if start < total_steps:
                     batches = _take(data.train(start), total_steps - start)
+                    began = time.perf_counter()
                     _stream(actors, "train_step", batches, start + 1, bld.max_in_flight,
                             on_done=lambda out: bar.advance(task, out["tokens"]), on_step=on_step)
+                    train_seconds += time.perf_counter() - began
                 _evaluate(actors, data, bld, "final")
                 if any(ray.get([a.revert_regressed.remote() for a in actors])):
                     _evaluate(actors, data, bld, "final")
-                return
+                return train_seconds
             except ACTOR_ERRORS + (ray.exceptions.RayTaskError,) as e:
                 if isinstance(e, ray.exceptions.RayTaskError) and not isinstance(e.cause, ACTOR_ERRORS):
                     raise

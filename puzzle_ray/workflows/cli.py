@@ -17,6 +17,7 @@ def run(
     config: Annotated[Path, typer.Argument(help="a workflow YAML (workflows/*.yaml)")],
     start: Annotated[Optional[str], typer.Option("--from", help=f"re-run this stage and all after it ({STAGE_HELP})")] = None,
     only: Annotated[Optional[str], typer.Option("--only", help="run just this stage (its inputs must be complete)")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="run this stage and what it needs, nothing after")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a work estimate; load no weights")] = False,
 ) -> None:
     """Run the whole Puzzle job graph (resuming finished stages) and print the parent-vs-child summary."""
@@ -25,18 +26,30 @@ def run(
     from .driver import run_workflow
     from .engine import StageFailed, format_exception
 
-    if start and only:
-        fail("--from and --only cannot be combined")
+    if only and (start or until):
+        fail("--only cannot be combined with --from or --until")
     try:
-        run_workflow(config, only=only, start=start, dry_run=dry_run)
+        run_workflow(config, only=only, start=start, until=until, dry_run=dry_run)
     except (ConfigError, StoreError, ValueError, OSError) as e:
         fail(str(e))
     except StageFailed as e:
         fail(f"stage '{e.stage}' failed: {format_exception(e.cause)}", code=1)
 
 
+def stage_command(stage: str, what: str):
+    """`puzzle-ray <stage> CONFIG`: the stage alone (with whatever it needs that has not run yet)."""
+
+    def command(config: Annotated[Path, typer.Argument(help="a workflow YAML (workflows/*.yaml)")]) -> None:
+        run(config, start=None, only=None, until=stage, dry_run=False)
+
+    command.__doc__ = f"{what} (the workflow's `{stage}` stage and the stages it needs)."
+    return command
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="run")(run)
+    app.command(name="library")(stage_command("library", "Build the block library: initialise every variant, train them all by BLD"))
+    app.command(name="score")(stage_command("score", "Score every library entry by replace-1-block (KL from the parent)"))
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ SUMMARY_FILE = "puzzle-summary.md"
 
 
 def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, start: str | None = None,
-                 dry_run: bool = False) -> dict[str, StageStatus]:
+                 until: str | None = None, dry_run: bool = False) -> dict[str, StageStatus]:
     """Run (or resume) the workflow. Raises ConfigError / StoreError / StageFailed with a clear message."""
     cfg = config if isinstance(config, WorkflowConfig) else load_config(config)
     try:
@@ -34,7 +34,7 @@ def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, s
             raise
         store = None  # planning a cluster run from a laptop: the store (s3://...) need not be reachable here
     runner = Runner(STAGES, cfg, store)
-    runner.selected(only, start)  # validates --only / --from
+    runner.selected(only, start, until)  # validates --only / --from / --until
     console.print(runner.plan_table(f"{cfg.name}: plan (store {cfg.store_url}{'' if store else ', not reachable here'})"))
     if dry_run:
         console.print(work_estimate(cfg))
@@ -70,12 +70,12 @@ def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, s
     try:
         with mlflow.start_run(run_id=parent_run):
             mlflow.log_dict(cfg.model_dump(mode="json"), "workflow_config.json")
-            runner.run(only, start, on_stage=on_stage, stage_context=stage_context)
+            runner.run(only, start, until, on_stage=on_stage, stage_context=stage_context)
             ok = True
     finally:
         tracking.finish(ok)
         console.print(runner.plan_table(f"{cfg.name}: {'done' if ok else 'stopped'}"))
-    if runner.status["evaluate"].outputs:
+    if runner.status["evaluate"].outputs and not (only or until):
         console.print(summary_table(cfg, runner.status))
         md = summary_markdown(cfg, runner.status)
         store.write_bytes(f"runs/{cfg.name}/summary.md", md.encode())

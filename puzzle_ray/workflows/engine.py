@@ -94,16 +94,18 @@ class Runner:
                 st.state = "cached"
                 st.outputs = store.read_json(record_key(st.stage.name, st.key))["outputs"]
 
-    def selected(self, only: str | None = None, start: str | None = None) -> list[str]:
+    def selected(self, only: str | None = None, start: str | None = None, until: str | None = None) -> list[str]:
         names = [s.name for s in self.stages]
-        for opt, value in (("--only", only), ("--from", start)):
+        for opt, value in (("--only", only), ("--from", start), ("--until", until)):
             if value is not None and value not in names:
                 raise ValueError(f"{opt} {value!r}: no such stage (stages: {', '.join(names)})")
         if only:
             return [only]
-        if start:
-            return names[names.index(start) :]
-        return names
+        chosen = names[names.index(start) :] if start else names
+        if until:  # the stage and what it needs, nothing after it
+            needed = set(self._deps(until)) | {until}
+            chosen = [n for n in chosen if n in needed]
+        return chosen
 
     def plan_table(self, title: str = "plan") -> Table:
         table = Table(title=title)
@@ -116,14 +118,14 @@ class Runner:
             table.add_row(str(i + 1), s.name, st.key[:10], f"[{style}]{st.state}[/]" if style else st.state, secs, s.describe(self.config))
         return table
 
-    def run(self, only: str | None = None, start: str | None = None,
+    def run(self, only: str | None = None, start: str | None = None, until: str | None = None,
             on_stage: Callable[[StageStatus], Any] | None = None,
             stage_context: Callable[[str, str], Any] | None = None) -> dict[str, StageStatus]:
         """Run the selected stages (skipping finished ones unless forced by --from/--only).
 
         `stage_context(name, key)` is a context manager around each stage's work that yields its MLflow run id.
         """
-        chosen = self.selected(only, start)
+        chosen = self.selected(only, start, until)
         forced = set(chosen) if (only or start) else set()
         for s in self.stages:
             st = self.status[s.name]

@@ -1,0 +1,45 @@
+"""`puzzle-ray realize`: assemble a chosen architecture from a trained library and export it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..ui import console, fail
+
+
+def realize(
+    library: Annotated[Path, typer.Option(help="block_library.json of a trained library (or its folder)")],
+    solution: Annotated[Path, typer.Option(help="`puzzle-ray solve --json` output (or one solution object)")],
+    out_dir: Annotated[Path, typer.Argument(help="where to write the child (nemotron-nas layout)")],
+    rank: Annotated[int, typer.Option(help="which solution of the file (0 = the best)")] = 0,
+    store: Annotated[Optional[str], typer.Option(help="artifact store of the library's weights (default: the one it names)")] = None,
+    overwrite: bool = False,
+) -> None:
+    """Assemble the child a solution names from the library's trained weights; export it with the parent's tokenizer."""
+    from ..store import ArtifactStore, StoreError
+    from .realize import realize as realize_child
+    from .record import Library, LibraryError, layer_key
+
+    try:
+        lib = Library.load(library)
+        data = json.loads(solution.read_text())
+        solutions = data.get("solutions", [data])
+        if not 0 <= rank < len(solutions):
+            fail(f"--rank {rank}: {solution} holds {len(solutions)} solution(s)")
+        chosen = solutions[rank]["chosen"]
+        names = [chosen[layer_key(i)] for i in range(len(chosen))] if isinstance(chosen, dict) else list(chosen)
+        url = store or lib.meta.get("store_url")
+        if not url:
+            fail(f"{library}: the library names no artifact store; pass --store")
+        realize_child(lib, names, ArtifactStore(url), out_dir, overwrite=overwrite)
+    except (OSError, ValueError, KeyError, LibraryError, StoreError) as e:
+        fail(f"{type(e).__name__}: {e}" if isinstance(e, KeyError) else str(e))
+    console.print(f"wrote {out_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(realize)
