@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from puzzle_ray.arch import PuzzleForCausalLM
 from puzzle_ray.arch.export import export_pretrained
 from puzzle_ray.library.build import build_library
 from puzzle_ray.library.config import BLDConfig
@@ -14,7 +13,7 @@ from puzzle_ray.library.space import SearchSpace
 from puzzle_ray.score import ScoreConfig, score_library
 from puzzle_ray.store import ArtifactStore
 
-from .library_fixtures import SEQ, VOCAB, batches, export_tiny_parent, random_data
+from .library_fixtures import SEQ, VOCAB, export_tiny_parent, random_data
 
 
 def train_copy_task(path):

@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedConfig, Pre
 from .blocks import BlockConfigError, parent_block
 from .config import PuzzleConfig
 from .modeling import PuzzleForCausalLM
+from .weights import model_from_state
 
 SUPPORTED_PARENTS = ("llama", "qwen2", "mistral", PuzzleConfig.model_type)
 
@@ -74,18 +75,6 @@ def convert_from_hf(parent: PreTrainedModel | str | Path, dtype: torch.dtype | N
         return parent
     config = puzzle_config_from_hf(parent.config)
     config._attn_implementation = parent.config._attn_implementation
-    with torch.device("meta"):
-        child = PuzzleForCausalLM(config)
-    state = parent.state_dict()
-    if config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    missing, unexpected = child.load_state_dict(state, strict=False, assign=True)
-    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise RuntimeError(f"weights do not match the converted layout: missing={missing} unexpected={unexpected}")
-    if config.tie_word_embeddings:
-        child.tie_weights()
-    # Buffers (RoPE frequencies) were created on meta: rebuild them for real.
-    child.model.rotary_emb = type(child.model.rotary_emb)(config=config).to(parent.device)
+    child = model_from_state(config, parent.state_dict(), f"the weights of {type(parent).__name__}")
     child.generation_config = parent.generation_config
-    return child.to(parent.dtype).eval()
+    return child.to(device=parent.device, dtype=parent.dtype)

@@ -51,3 +51,26 @@ def fingerprint(model_dir: str | Path) -> str:
             for chunk in iter(lambda: f.read(1 << 24), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def model_from_state(config, state: dict[str, torch.Tensor], what: str = "checkpoint"):
+    """A `PuzzleForCausalLM` built on the meta device and given `state` without copying (eval mode).
+
+    Every parameter must be in `state` (the LM head may be absent when tied); RoPE buffers, created on meta,
+    are rebuilt for real. Raises ValueError naming the missing / unexpected tensors of `what`.
+    """
+    from .modeling import PuzzleForCausalLM
+
+    with torch.device("meta"):
+        model = PuzzleForCausalLM(config)
+    state = dict(state)
+    if config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise ValueError(f"{what} does not match the model: missing={missing[:5]} unexpected={unexpected[:5]}")
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+    return model.eval()

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from ..arch import PuzzleForCausalLM
 from .report import EvalReport
 
 MODEL_NAME = "model"

@@ -15,7 +15,7 @@ from ..arch.config import PuzzleConfig
 from ..arch.export import export_pretrained
 from ..arch.modeling import PuzzleForCausalLM
 from ..arch.summary import load_puzzle_config
-from ..arch.weights import load_tensors
+from ..arch.weights import load_tensors, model_from_state
 from ..store import ArtifactStore
 from .record import Library, LibraryError
 
@@ -53,21 +53,13 @@ def assemble_child(library: Library, chosen: list[str], store: ArtifactStore) ->
     parent = load_puzzle_config(parent_dir)
     config = child_config(parent, library, chosen)
     config._attn_implementation = "sdpa"
-    with torch.device("meta"):
-        model = PuzzleForCausalLM(config)
     state = {k: v for k, v in load_tensors(parent_dir, "", strip=False).items() if not k.startswith("model.layers.")}
     for i, name in enumerate(chosen):
         state.update({f"model.layers.{i}.{k}": v for k, v in entry_weights(library, i, name, store, parent_dir).items()})
-    if config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise LibraryError(f"library weights do not cover the child: missing={missing[:5]} unexpected={unexpected[:5]}")
-    if config.tie_word_embeddings:
-        model.tie_weights()
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
-    return model.eval()
+    try:
+        return model_from_state(config, state, "the library's weights")
+    except ValueError as e:
+        raise LibraryError(str(e)) from None
 
 
 def realize(library: Library, chosen: list[str], store: ArtifactStore, out_dir: str | Path, overwrite: bool = False) -> Path:

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ..arch.blocks import BlockConfig
-from ..arch.modeling import PuzzleDecoderLayer, PuzzleForCausalLM, prepare_block_inputs
+from ..arch.modeling import PuzzleDecoderLayer, prepare_block_inputs
 from ..arch.summary import load_puzzle_config
-from ..arch.weights import load_tensors
+from ..arch.weights import load_tensors, model_from_state
 from ..library.realize import entry_weights
 from ..library.record import Library
 from ..store import ArtifactStore
@@ -65,16 +65,8 @@ class ScoreWorker:
         config = load_puzzle_config(self.parent_dir)
         config._attn_implementation = "sdpa"
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        with torch.device("meta"):
-            model = PuzzleForCausalLM(config)
-        state = load_tensors(self.parent_dir, "", strip=False)
-        if config.tie_word_embeddings:
-            state.pop("lm_head.weight", None)
-        model.load_state_dict(state, strict=False, assign=True)
-        if config.tie_word_embeddings:
-            model.tie_weights()
-        model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
-        self.model = model.to(self.device).eval().requires_grad_(False)
+        model = model_from_state(config, load_tensors(self.parent_dir, "", strip=False), f"parent {self.parent_dir}")
+        self.model = model.to(self.device).requires_grad_(False)
         self.config = config
 
     def ready(self) -> list[int]:

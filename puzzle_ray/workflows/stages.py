@@ -265,8 +265,6 @@ def _parent_slice(c: WorkflowConfig):
 
 
 def _describe_library(c: WorkflowConfig) -> str:
-    from ..library.space import SearchSpace  # noqa: F401 - the space is expanded against the parent at run time
-
     att, ffn = len(c.search_space.attention) + 1, len(c.search_space.ffn) + 1
     return f"<= {att} attention x {ffn} FFN variants / layer, {c.bld.token_budget:,} BLD tokens, {c.bld.num_actors} actor(s)"
 
