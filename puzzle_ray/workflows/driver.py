@@ -47,6 +47,9 @@ def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, s
     connect(cfg.ray.num_cpus, cfg.ray.num_gpus, cfg.ray.object_store_mb)
     tracking = WorkflowTracking(tracking_uri(cfg.mlflow.tracking_uri), cfg.mlflow.experiment, cfg.name, content_hash(runner.keys))
     parent_run = tracking.start()
+    # start_run(run_id=...) refuses a run of another experiment than the process's active one (set by an
+    # earlier set_experiment, e.g. in a notebook or a test session): make the workflow's experiment active.
+    mlflow.set_experiment(experiment_id=tracking.experiment_id)
 
     @contextmanager
     def stage_context(name: str, key: str):
