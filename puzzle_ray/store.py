@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -125,12 +126,13 @@ class ArtifactStore:
             self.write_bytes(f"{key}/{file.relative_to(local_dir).as_posix()}", file.read_bytes())
         self.write_bytes(f"{key}/.complete", b"")
 
-    def get_dir(self, key: str, local_dir: str | Path) -> Path:
-        """Download a folder written by `put_dir`; on a local store, return the folder in place."""
+    def get_dir(self, key: str, local_dir: str | Path | None = None, prefix: str = "puzzle-") -> Path:
+        """Download a folder written by `put_dir` (into `local_dir`, or a new temporary folder named `prefix*`);
+        on a local store, return the folder in place, creating nothing."""
         if not self.exists(f"{key}/.complete"):
             raise FileNotFoundError(f"{self.uri(key)}: no complete folder in the artifact store")
         if self.is_local:
             return Path(self.path(key))
-        local_dir = Path(local_dir)
+        local_dir = Path(local_dir) if local_dir is not None else Path(tempfile.mkdtemp(prefix=prefix))
         self.fs.get(self.path(key) + "/", str(local_dir), recursive=True)
         return local_dir

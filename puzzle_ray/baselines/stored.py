@@ -18,7 +18,7 @@ def stored_model(store: ArtifactStore, key: str, build: Callable[[Path], None]) 
     """The model folder `headline/children/<key>/model`, built by `build(folder)` unless it is complete already."""
     model_key = f"headline/children/{key}/model"
     if store.exists(f"{model_key}/.complete"):
-        return store.get_dir(model_key, tempfile.mkdtemp(prefix="headline-child-"))
+        return store.get_dir(model_key, prefix="headline-child-")
     if store.is_local:
         target = Path(store.path(model_key))
         build(target)

@@ -151,7 +151,7 @@ def distill(
     })
     if store.exists(f"{key}/complete.json"):
         log.info("GKD %s is complete: reusing it", key)
-        return store.get_dir(f"{key}/model", tempfile.mkdtemp(prefix="gkd-child-"))
+        return store.get_dir(f"{key}/model", prefix="gkd-child-")
 
     parent_ref, child_ref, store_url = str(parent_dir.resolve()), str(child_dir.resolve()), None
     if not store.is_local:  # workers on other machines read the models through the store

@@ -54,7 +54,7 @@ def _model_dir(ref: str, store_url: str | None) -> Path:
         return Path(ref)
     from ..store import ArtifactStore
 
-    return ArtifactStore(store_url).get_dir(ref, tempfile.mkdtemp(prefix="gkd-model-"))
+    return ArtifactStore(store_url).get_dir(ref, prefix="gkd-model-")
 
 
 class RankZeroLogger:

@@ -9,7 +9,6 @@ store, and a restarted actor resumes from its last checkpoint.
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -58,7 +57,7 @@ class BLDWorker:
         torch.manual_seed(0)
         self.store = ArtifactStore(spec.store_url)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        parent_dir = self.store.get_dir(spec.parent_key, tempfile.mkdtemp(prefix="puzzle-parent-"))
+        parent_dir = self.store.get_dir(spec.parent_key, prefix="puzzle-parent-")
         self.config = load_puzzle_config(parent_dir)
         self.config._attn_implementation = "sdpa"
         lo, hi = spec.layers

@@ -6,7 +6,6 @@ checkpoint; trained sub-blocks come from the library's safetensors files in the 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import torch
@@ -49,7 +48,7 @@ def entry_weights(library: Library, layer: int, name: str, store: ArtifactStore,
 
 def assemble_child(library: Library, chosen: list[str], store: ArtifactStore) -> PuzzleForCausalLM:
     """The child model (weights loaded, eval mode) for the variant names in `chosen`, one per layer."""
-    parent_dir = store.get_dir(library.meta["parent_key"], tempfile.mkdtemp(prefix="puzzle-parent-"))
+    parent_dir = store.get_dir(library.meta["parent_key"], prefix="puzzle-parent-")
     parent = load_puzzle_config(parent_dir)
     config = child_config(parent, library, chosen)
     config._attn_implementation = "sdpa"
@@ -67,7 +66,7 @@ def realize(library: Library, chosen: list[str], store: ArtifactStore, out_dir: 
     from transformers import AutoTokenizer
 
     model = assemble_child(library, chosen, store)
-    parent_dir = store.get_dir(library.meta["parent_key"], tempfile.mkdtemp(prefix="puzzle-parent-"))
+    parent_dir = store.get_dir(library.meta["parent_key"], prefix="puzzle-parent-")
     tokenizer = None
     if (Path(parent_dir) / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(parent_dir, trust_remote_code=False)

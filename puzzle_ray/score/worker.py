@@ -8,7 +8,6 @@ through layers i+1..L together, stacked along the batch axis.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -61,7 +60,7 @@ class ScoreWorker:
         self.spec = spec
         self.store = ArtifactStore(spec.store_url)
         self.library = Library.from_json({k: v for k, v in spec.library.items() if k != "meta"}, spec.library["meta"])
-        self.parent_dir = self.store.get_dir(self.library.meta["parent_key"], tempfile.mkdtemp(prefix="puzzle-parent-"))
+        self.parent_dir = self.store.get_dir(self.library.meta["parent_key"], prefix="puzzle-parent-")
         config = load_puzzle_config(self.parent_dir)
         config._attn_implementation = "sdpa"
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -27,7 +27,7 @@ from .engine import Stage, StageContext
 # -- helpers ------------------------------------------------------------------------------------------------
 def local_dir(store: ArtifactStore, key: str) -> Path:
     """A local folder for a store folder (in place on a local store)."""
-    return store.get_dir(key, tempfile.mkdtemp(prefix="puzzle-"))
+    return store.get_dir(key)
 
 
 def save_library(store: ArtifactStore, prefix: str, library: Library) -> None:
@@ -233,9 +233,10 @@ def run_evaluate(ctx: StageContext) -> dict:
 
     cfg: WorkflowConfig = ctx.config
     library = read_library(ctx.store, ctx.inputs["solve"]["library"])
-    out_dir = Path(tempfile.mkdtemp(prefix="puzzle-eval-"))
-    report = evaluate(ctx.inputs["parent"]["model_dir"], ctx.inputs["distill"]["model_dir"], tokens(ctx).validation,
-                      cfg.measure.scenario, cfg.evaluate, library=library, mlflow_run_id=ctx.mlflow_run_id, out_dir=out_dir)
+    with tempfile.TemporaryDirectory(prefix="puzzle-eval-") as out_dir:  # the report is kept in the store below
+        report = evaluate(ctx.inputs["parent"]["model_dir"], ctx.inputs["distill"]["model_dir"], tokens(ctx).validation,
+                          cfg.measure.scenario, cfg.evaluate, library=library, mlflow_run_id=ctx.mlflow_run_id,
+                          out_dir=Path(out_dir))
     ctx.store.write_json(f"{ctx.prefix}/eval_report.json", report.to_json())
     ctx.store.write_bytes(f"{ctx.prefix}/eval_report.md", report.to_markdown().encode())
     return {"report": report.to_json()}
