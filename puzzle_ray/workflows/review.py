@@ -55,8 +55,9 @@ def timeline(stages: dict[str, Run]) -> pd.DataFrame:
 
 
 def artifact_json(client: MlflowClient, run: Run, path: str):
-    local = client.download_artifacts(run.info.run_id, path, tempfile.mkdtemp(prefix="puzzle-review-"))
-    return json.loads(Path(local).read_text())
+    with tempfile.TemporaryDirectory(prefix="puzzle-review-") as folder:
+        local = client.download_artifacts(run.info.run_id, path, folder)
+        return json.loads(Path(local).read_text())
 
 
 def table(client: MlflowClient, run: Run, path: str) -> pd.DataFrame:
