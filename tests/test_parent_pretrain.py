@@ -102,6 +102,16 @@ def test_quality_report(built):
     assert set(report["episodes"]["recall"]["accuracy_by_pairs"]) == {"2"}
 
 
+def test_report_tables_order_counts_numerically(built):
+    from puzzle_ray.parent.quality import report_tables
+
+    report = json.loads(built[3].path.joinpath("quality_report.json").read_text())
+    cls = report["episodes"]["classification"]
+    cls["accuracy_by_demos"] = {"16": 0.5, "32": 0.6, "4": 0.3, "0": 0.25}  # as saved: keys sorted as strings
+    _, episodes = report_tables(report)
+    assert list(episodes.columns[1].cells)[:4] == ["0 demos", "4 demos", "16 demos", "32 demos"]
+
+
 def test_second_call_is_reused_without_training(built, monkeypatch):
     cache, cfg, _, finished, _ = built
 

@@ -105,8 +105,9 @@ def report_tables(report: dict):
     t2 = Table(title=f"held-out in-context episodes ({eps['count']} each)")
     for col in ("task", "in context", "accuracy", "chance"):
         t2.add_column(col, justify="left" if col == "task" else "right")
-    for k, acc in cls["accuracy_by_demos"].items():
+    # JSON keys are strings (and saved sorted as strings): order the rows by their number.
+    for k, acc in sorted(cls["accuracy_by_demos"].items(), key=lambda kv: int(kv[0])):
         t2.add_row(f"{cls['num_classes']}-class classification", f"{k} demos", f"{acc:.1%}", f"{cls['chance']:.1%}")
-    for p, acc in eps["recall"]["accuracy_by_pairs"].items():
+    for p, acc in sorted(eps["recall"]["accuracy_by_pairs"].items(), key=lambda kv: int(kv[0])):
         t2.add_row("key-value recall", f"{p} pairs", f"{acc:.1%}", f"{eps['recall']['chance_by_pairs'][p]:.1%}")
     return t1, t2

@@ -89,6 +89,12 @@ def run_parent(ctx: StageContext) -> dict:
         data = cfg.data or DataConfig(sources=[EmbeddedSource()], cache_dir=cfg.cache)
     token_data = prepare_tokens(data, tokenizer=model_dir)
     report = Path(model_dir) / "quality_report.json"
+    if report.is_file():  # the embedded parent: show how well it is trained before anything is built on it
+        from ..parent.quality import report_tables
+        from ..ui import console
+
+        for table in report_tables(json.loads(report.read_text())):
+            console.print(table)
     return {
         "model_dir": str(model_dir),
         "tokens": str(token_data.path),
