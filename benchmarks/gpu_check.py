@@ -42,13 +42,11 @@ def main() -> int:
         MeasureConfig,
         Scenario,
         Unit,
-        compare_costs,
         measure_blocks,
-        measure_model_costs,
         measure_units,
-        predict_model_costs,
     )
     from puzzle_ray.measure.library import apply_measurements, skeleton_library
+    from puzzle_ray.measure.tables import variants_table
     from puzzle_ray.store import ArtifactStore
 
     console = Console(width=160)
@@ -133,33 +131,8 @@ def main() -> int:
 
         library = apply_measurements(skeleton_library(parent, variants), parent, m)
         b0 = scenario.batch_sizes[-1]
-        table = Table(
-            title=f"variants (attention x FFN) at batch {b0}: runtime = prefill + {scenario.decode_len} x decode"
-        )
-        for col in ("variant", "prefill ms", "decode ms", "runtime ms", "memory MiB", "params", "KV B/token"):
-            table.add_column(col, justify="left" if col == "variant" else "right")
-        for v in library.layers[0].values():
-            s = v.stats_for_batch(b0)
-            if s.get("fits", True) is False:
-                table.add_row(
-                    v.name,
-                    "does not fit",
-                    "",
-                    "",
-                    f"{s['memory_mib']:.0f}",
-                    f"{s['num_params']:,}",
-                    str(s["kv_bytes_per_token"]),
-                )
-                continue
-            table.add_row(
-                v.name,
-                f"{s['prefill_ms']:.3f}",
-                f"{s['decode_ms']:.4f}",
-                f"{s['runtime_ms']:.1f}",
-                f"{s['memory_mib']:.0f}",
-                f"{s['num_params']:,}",
-                str(s["kv_bytes_per_token"]),
-            )
+        title = f"variants (attention x FFN) at batch {b0}: runtime = prefill + {scenario.decode_len} x decode"
+        table = variants_table(library, b0, title)
         console.print(table)
         nb = library.meta["non_block"]
         console.print(
@@ -193,44 +166,17 @@ def main() -> int:
         console.print(table)
 
         if not args.no_e2e:
-            _e2e(
-                console,
-                parent,
-                library,
-                scenario,
-                config,
-                device,
-                attentions,
-                ffns,
-                args.quick or smoke,
-                compare_costs,
-                measure_model_costs,
-                predict_model_costs,
-                PuzzleConfig,
-            )
+            _e2e(console, parent, library, scenario, config, device, attentions, ffns, args.quick or smoke)
     console.print(f"total {time.perf_counter() - start:.0f} s")
     return 0
 
 
-def _e2e(
-    console,
-    parent,
-    library,
-    scenario,
-    config,
-    device,
-    attentions,
-    ffns,
-    quick,
-    compare_costs,
-    measure_model_costs,
-    predict_model_costs,
-    PuzzleConfig,
-):
+def _e2e(console, parent, library, scenario, config, device, attentions, ffns, quick):
     """Predicted (library sums) vs measured (real 32-layer model, prefill + decode loop) per child."""
     from rich.table import Table
 
-    from puzzle_ray.arch import BlockConfig
+    from puzzle_ray.arch import BlockConfig, PuzzleConfig
+    from puzzle_ray.measure import compare_costs, measure_model_costs, predict_model_costs
 
     n = parent.num_hidden_layers
     kids = {"parent": [BlockConfig(attentions[0], ffns[0])] * n}

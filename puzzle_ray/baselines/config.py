@@ -13,10 +13,9 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import PositiveInt, ValidationError, field_validator
 
-from ..configs import StrictConfig
+from ..configs import StrictConfig, read_yaml_mapping, validation_problems
 from ..workflows.config import ConfigError, WorkflowConfig, load_config
 
 Method = Literal["puzzle", "uniform", "depth", "greedy", "random"]
@@ -91,19 +90,15 @@ def load_headline(path: str | Path, **changes: Any) -> tuple[HeadlineConfig, Wor
     """Validate the headline config (with `changes` to its top-level fields) and the workflow it names, with
     its overrides applied. Raises ConfigError naming the file and every bad field."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such headline config")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a headline config is a mapping of fields")
+        data = read_yaml_mapping(path, "headline config")
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
     data.update({k: v for k, v in changes.items() if v is not None})
     try:
         config = HeadlineConfig(**data)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {_problems(e)}") from None
+        raise ConfigError(f"{path}: {validation_problems(e, top='(top)')}") from None
     folder = path.resolve().parent
     workflow_path = config.workflow if config.workflow.is_absolute() else folder / config.workflow
     results = config.results if config.results is None or config.results.is_absolute() else folder / config.results
@@ -112,9 +107,5 @@ def load_headline(path: str | Path, **changes: Any) -> tuple[HeadlineConfig, Wor
     try:
         workflow = WorkflowConfig(**merge(base.model_dump(mode="json", exclude_unset=True), config.overrides))
     except ValidationError as e:
-        raise ConfigError(f"{path}: overrides: {_problems(e)}") from None
+        raise ConfigError(f"{path}: overrides: {validation_problems(e, top='(top)')}") from None
     return config, workflow
-
-
-def _problems(e: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())

@@ -7,24 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..configs import read_yaml_mapping, validation_problems
+
 
 def load_yaml_section(path: Path, section: str) -> dict:
     """The mapping in a YAML file, or its `section` entry when the file is a whole workflow config."""
-    import yaml
-
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    fields = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(fields, dict):
-        raise ValueError(f"{path}: expected a mapping")
+    fields = read_yaml_mapping(path)
     if section in fields and isinstance(fields[section], dict):
         fields = fields[section]
     return fields
-
-
-def validation_message(e) -> str:
-    err = e.errors()[0]
-    return f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}"
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +46,7 @@ def register(app: typer.Typer) -> None:
             reused = plan.exists
             data = prepare_tokens(cfg, plan.tokenizer)
         except ValidationError as e:
-            fail(validation_message(e))
+            fail(validation_problems(e, first_only=True))
         except (DataError, OSError, ValueError) as e:
             fail(str(e))
         table = Table(title=f"token cache {data.path}" + (" (reused)" if reused else ""))

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..configs import read_yaml_mapping, validation_problems
 from ..ui import console, fail
 
 TokensOpt = Annotated[Path, typer.Option("--tokens", help="(N, T) token ids: .npy, .safetensors or .pt")]
@@ -14,26 +15,13 @@ TokensOpt = Annotated[Path, typer.Option("--tokens", help="(N, T) token ids: .np
 
 def read_mapping(path: Path | None) -> dict[str, Any]:
     """A YAML/JSON file holding one mapping ({} without a file)."""
-    import yaml
-
-    if path is None:
-        return {}
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of config fields")
-    return data
+    return {} if path is None else read_yaml_mapping(path)
 
 
 def load_config_file(path: Path | None, section: str) -> dict[str, Any]:
     """Config fields from a file, either under `section:` or at its top level."""
     data = read_mapping(path)
     return dict(data.get(section, data))
-
-
-def validation_message(e) -> str:
-    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
 
 
 def distill_command(
@@ -81,7 +69,7 @@ def distill_command(
             if mlflow:
                 mlf.end_run()
     except ValidationError as e:
-        fail(validation_message(e))
+        fail(validation_problems(e))
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))
     console.print(f"distilled child: {out}")

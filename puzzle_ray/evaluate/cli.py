@@ -30,7 +30,8 @@ def evaluate_command(
     from pydantic import ValidationError
 
     from ..distill.batch_source import TensorBatchSource
-    from ..distill.cli import read_mapping, validation_message
+    from ..configs import validation_problems
+    from ..distill.cli import read_mapping
     from ..measure.config import Scenario
     from .config import EvalConfig
     from .publish import publish
@@ -63,7 +64,7 @@ def evaluate_command(
             if run is not None:
                 mlf.end_run()
     except ValidationError as e:
-        fail(validation_message(e))
+        fail(validation_problems(e))
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))
     console.print(f"wrote {out}/eval_report.json and {out}/eval_report.md")

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..configs import read_yaml_mapping, validation_problems
 from ..ui import console, fail
 
 ConfigOpt = Annotated[
@@ -31,17 +32,12 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch thre
 
 def stage_config(config_file: Path | None, scenario: dict[str, Any], measure: dict[str, Any]):
     """The stage config from an optional file, with the command-line values laid over it."""
-    import yaml
 
     from .config import MeasureStageConfig
 
     data: dict[str, Any] = {}
     if config_file is not None:
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{config_file}: no such config file")
-        data = yaml.safe_load(config_file.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{config_file}: expected a mapping with `scenario:` and `measure:` sections")
+        data = read_yaml_mapping(config_file)  # `scenario:` and `measure:` sections
     for section, values in (("scenario", scenario), ("measure", measure)):
         given = {k: v for k, v in values.items() if v is not None}
         if given:
@@ -56,10 +52,6 @@ def _batches(text: str | None) -> list[int] | None:
         return [int(b) for b in text.split(",") if b.strip()]
     except ValueError:
         raise ValueError(f"--batch-sizes {text!r}: give comma-separated integers, e.g. 1,8,32") from None
-
-
-def _validation_message(e) -> str:
-    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
 
 
 def measure(
@@ -126,7 +118,7 @@ def measure(
         target = out or (library if library.is_dir() else library.parent)
         save_library(measured, target)
     except ValidationError as e:
-        fail(_validation_message(e))
+        fail(validation_problems(e))
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))
     _print_library(measured, cfg.scenario)
@@ -146,38 +138,11 @@ def save_library(library, folder: Path) -> None:
 
 
 def _print_library(library, scenario) -> None:
-    from rich.table import Table
+    from .tables import variants_table
 
     b = scenario.batch_sizes[0]
-    table = Table(
-        title=f"measured variants (layer 0, batch {b}, "
-        f"{scenario.prefill_len}+{scenario.decode_len} tokens, {scenario.dtype})"
-    )
-    for col in ("variant", "prefill ms", "decode ms", "runtime ms", "memory MiB", "params", "KV B/token"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    for v in library.layers[0].values():
-        s = v.stats_for_batch(b)
-        if s.get("fits", True) is False:
-            table.add_row(
-                v.name,
-                "does not fit",
-                "",
-                "",
-                f"{s['memory_mib']:.1f}",
-                f"{s['num_params']:,}",
-                str(s["kv_bytes_per_token"]),
-            )
-            continue
-        table.add_row(
-            v.name,
-            f"{s['prefill_ms']:.3f}",
-            f"{s['decode_ms']:.4f}",
-            f"{s['runtime_ms']:.2f}",
-            f"{s['memory_mib']:.1f}",
-            f"{s['num_params']:,}",
-            str(s["kv_bytes_per_token"]),
-        )
-    console.print(table)
+    title = f"measured variants (layer 0, batch {b}, {scenario.prefill_len}+{scenario.decode_len} tokens, {scenario.dtype})"
+    console.print(variants_table(library, b, title))
     m = library.meta.get("measurement", {})
     console.print(
         f"[dim]hardware: {m.get('hardware')}; "
@@ -232,7 +197,7 @@ def measure_model(
         predicted = predict_model_costs(load_puzzle_config(model), lib, cfg.scenario) if lib else None
         measured = measure_model_costs(model, cfg.scenario, cfg.measure, device)
     except ValidationError as e:
-        fail(_validation_message(e))
+        fail(validation_problems(e))
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))
     if json_output:

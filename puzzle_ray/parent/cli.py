@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
 
         from pydantic import ValidationError
 
-        from ..data.cli import load_yaml_section, validation_message
+        from ..configs import validation_problems
+        from ..data.cli import load_yaml_section
         from ..data.errors import DataError
         from ..ui import console, fail
         from .build import pretrain as run_pretrain
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
             if out is not None:
                 shutil.copytree(result.path, out, dirs_exist_ok=True)
         except ValidationError as e:
-            fail(validation_message(e))
+            fail(validation_problems(e, first_only=True))
         except (DataError, OSError, ValueError, FloatingPointError) as e:
             fail(str(e))
         for table in report_tables(result.report):

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from puzzle_ray.configs import read_yaml_mapping, validation_problems
 from puzzle_ray.ui import console, fail
 
 
@@ -89,7 +90,6 @@ def pcw_eval(
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="do not log to MLflow")] = False,
 ) -> None:
     """Many-shot ICL accuracy with 1..B parallel windows (JSONL classification sets or synthetic episodes)."""
-    import yaml
     from pydantic import ValidationError
     from rich.table import Table
 
@@ -99,11 +99,7 @@ def pcw_eval(
     try:
         fields = {}
         if config is not None:
-            if not config.is_file():
-                raise ValueError(f"--config {config}: no such file")
-            fields = yaml.safe_load(config.read_text()) or {}
-            if not isinstance(fields, dict):
-                raise ValueError(f"--config {config}: expected a mapping of PCWEvalConfig fields")
+            fields = read_yaml_mapping(config)
         if embedded_parent:
             from puzzle_ray.parent import EmbeddedParentConfig, ensure_embedded_parent
 
@@ -133,8 +129,7 @@ def pcw_eval(
         cfg = PCWEvalConfig(**fields)
         result = run_pcw_eval(cfg)
     except ValidationError as e:
-        err = e.errors()[0]
-        fail(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}")
+        fail(validation_problems(e, first_only=True))
     except (OSError, ValueError, RuntimeError, ImportError) as e:
         fail(str(e))
     table = Table(title=f"PCW accuracy ({result.shots_per_window} shots per window, {result.num_tests} tests)")

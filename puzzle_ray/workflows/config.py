@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
 from pydantic import PositiveInt, ValidationError
 
-from ..configs import StrictConfig
+from ..configs import StrictConfig, read_yaml_mapping, validation_problems
 from ..data.config import DataConfig, default_cache_dir
 from ..distill.config import DistillConfig
 from ..evaluate.config import EvalConfig, PublishConfig
@@ -98,17 +97,11 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | Path) -> WorkflowConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such workflow config")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a workflow config is a mapping of sections")
+        data = read_yaml_mapping(path, "workflow config")
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
     try:
         return WorkflowConfig(**data)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {validation_problems(e, top='(top)')}") from None
