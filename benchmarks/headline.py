@@ -358,7 +358,7 @@ def run_headline(config, workflow):
     from mlflow import MlflowClient
 
     from puzzle_ray.baselines.report import HeadlineReport, machine_info
-    from puzzle_ray.workflows.cluster import connect
+    from puzzle_ray.cluster import connect
     from puzzle_ray.workflows.plan import preflight
     from puzzle_ray.workflows.tracking import tracking_uri
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,26 @@ import fsspec
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+
+
+@contextmanager
+def staged_folder(out_dir: str | Path) -> Iterator[Path]:
+    """Yield an empty sibling of local folder `out_dir` to fill. On success it takes `out_dir`'s place (a
+    previous folder is moved aside first and removed after), on error it is removed: readers never see a
+    half-written folder, and a crash mid-write keeps the previous one."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield tmp
+        old = out_dir.parent / f".old-{out_dir.name}-{uuid.uuid4().hex[:8]}"
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 class StoreError(OSError):

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from transformers import PreTrainedModel
 
 from .blocks import engine_intermediate_size, ffn_mult_for
+from ..store import staged_folder
 from .config import PuzzleConfig
 
 log = logging.getLogger(__name__)
@@ -86,16 +84,9 @@ def export_pretrained(
     warnings = engine_warnings(model.config)
     for w in warnings:
         log.warning(w)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as tmp:
         model.save_pretrained(tmp, max_shard_size=max_shard_size)
         (tmp / "config.json").write_text(json.dumps(published_config_dict(model.config), indent=2, sort_keys=True) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return warnings

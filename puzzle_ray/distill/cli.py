@@ -46,7 +46,8 @@ def distill_command(
     from .batch_source import TensorBatchSource
     from .config import DistillConfig
     from .models import check_pair
-    from .run import distill, ensure_ray, plan
+    from ..cluster import connect
+    from .run import distill, plan
 
     overrides = {"engine": engine, "zero_stage": zero_stage, "num_workers": num_workers, "use_gpu": use_gpu,
                  "token_budget": token_budget, "lr": lr}
@@ -56,7 +57,7 @@ def distill_command(
         parent_cfg, _ = check_pair(parent, child)  # fail before Ray or MLflow start
         plan(cfg, data, parent_cfg.vocab_size)
         artifacts = ArtifactStore(store)
-        ensure_ray()
+        connect()
         run_id = None
         if mlflow:
             import mlflow as mlf

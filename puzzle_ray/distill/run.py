@@ -77,21 +77,6 @@ def data_identity(data: BatchSource) -> str:
     return f"{type(data).__qualname__}:{size}:{content_hash(first.tolist())}"
 
 
-def ensure_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS (e.g. inside a Ray job), else start a private local one (a bare
-    `ray.init()` may try to reach a dead cluster left behind by a crashed run, see GUIDE.md section 2)."""
-    import os
-
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-    else:
-        ray.init(address="local", include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
-
-
 def _tracking_uri() -> str:
     """The driver's MLflow URI, with a relative SQLite path made absolute (workers run in other folders)."""
     import mlflow
@@ -160,7 +145,9 @@ def distill(
             if not store.exists(f"{ref}/.complete"):
                 store.put_dir(folder, ref)
 
-    ensure_ray()
+    from ..cluster import connect
+
+    connect()
     queue = None
     if show_progress:
         from ray.util.queue import Queue

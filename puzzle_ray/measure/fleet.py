@@ -13,7 +13,6 @@ write their results as they finish: a crashed driver loses nothing that was meas
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +20,7 @@ import ray
 
 from ..arch.blocks import BlockConfig
 from ..arch.config import PuzzleConfig
+from ..cluster import connect
 from ..configs import content_hash
 from ..store import ArtifactStore
 from ..ui import progress
@@ -44,16 +44,6 @@ def cache_key(parent: PuzzleConfig, unit: Unit, scenario: Scenario, batch: int, 
         **fp,
     }
     return f"{CACHE_PREFIX}/{content_hash(parts, length=24)}.json"
-
-
-def ensure_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS (e.g. inside a Ray job), else start a private local one."""
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-    else:
-        ray.init(address="local", include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
 
 
 def _check_cluster_can_place(config: MeasureConfig) -> None:
@@ -120,7 +110,7 @@ def measure_units(
     for unit in units:
         if not unit.is_no_op:
             unique.setdefault(unit.key(parent), unit)
-    ensure_ray()
+    connect()
     _check_cluster_can_place(config)
     fp = ray.get(_probe_remote.options(**config.ray_options()).remote(config))
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cache
@@ -150,7 +149,9 @@ def search(library: Library, config: SearchConfig, show_progress: bool = False) 
     elif use_ray:
         import ray
 
-        ensure_ray()
+        from ..cluster import connect
+
+        connect()
         library_ref = ray.put(library)
         solver = _remote_solver()
         outcomes = ray.get([solver.remote(p, library_ref, config) for p in problems])
@@ -190,19 +191,6 @@ def make_solution(problem: SearchProblem, library: Library, result: MipResult, r
         rank=rank,
         layers_changed=changed,
     )
-
-
-def ensure_ray() -> None:
-    """Connect to `RAY_ADDRESS` when set, else start a private local cluster (see GUIDE.md: never a bare init)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(address="local", include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
 
 
 def _fits(library: Library, batch_size: int) -> bool:

@@ -41,7 +41,7 @@ def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, s
         return runner.status
     preflight(cfg, store)  # every cheap check, before any expensive work
 
-    from .cluster import connect
+    from ..cluster import connect
     from .tracking import WorkflowTracking, tracking_uri
 
     connect(cfg.ray.num_cpus, cfg.ray.num_gpus, cfg.ray.object_store_mb)

@@ -1,4 +1,6 @@
-"""Connect to Ray: an existing cluster (RAY_ADDRESS, or inside `ray job submit`), else a private local one."""
+"""Connect to Ray: an existing cluster (RAY_ADDRESS, or inside `ray job submit`), else a private local one.
+
+Every stage that uses Ray (the workflow driver, and the stages run alone from their CLIs) connects here."""
 
 from __future__ import annotations
 
