@@ -1,6 +1,6 @@
 """How fast does an induction circuit form in the parent's architecture on this machine?
 
-    python benchmarks/icl_formation.py            # the grid below, about 8 minutes on 2 CPU cores
+    python benchmarks/icl_formation.py            # the grid below, about 7 minutes on 2 CPU cores
     python benchmarks/icl_formation.py --quick    # a smoke test: 2 layers, a few steps
 
 In-context answers to the embedded episodes ("cat B ... cat -> B") need an induction circuit: a head that
