@@ -28,8 +28,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from puzzle_ray.arch import PuzzleConfig, PuzzleForCausalLM
+from puzzle_ray.arch import PuzzleForCausalLM
 from puzzle_ray.parent import ParentModelConfig, PretrainConfig
+from puzzle_ray.parent.model import build_parent_model
 from puzzle_ray.parent.schedule import lr_at
 from puzzle_ray.parent.train import optimizer_for
 
@@ -62,22 +63,18 @@ def repeated_segments(rng: np.random.Generator, rows: int, context: int, alphabe
     return torch.from_numpy(out)
 
 
+class SyntheticVocabulary:
+    """What `build_parent_model` reads of a tokenizer: its size and special tokens (none here)."""
+
+    bos_token_id = eos_token_id = pad_token_id = None
+
+    def __len__(self) -> int:
+        return VOCAB
+
+
 def model_for(layers: int, seed: int = 0) -> PuzzleForCausalLM:
-    block = ParentModelConfig()  # the embedded parent's block, with `layers` of them
-    torch.manual_seed(seed)
-    config = PuzzleConfig(
-        vocab_size=VOCAB,
-        hidden_size=block.hidden_size,
-        num_hidden_layers=layers,
-        num_attention_heads=block.num_attention_heads,
-        num_key_value_heads=block.num_key_value_heads,
-        intermediate_size=block.intermediate_size,
-        max_position_embeddings=block.max_position_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": block.rope_theta},
-        initializer_range=block.initializer_range,
-    )
-    config._attn_implementation = "sdpa"
-    return PuzzleForCausalLM(config)
+    """The embedded parent's architecture with `layers` blocks."""
+    return build_parent_model(ParentModelConfig(num_layers=layers), SyntheticVocabulary(), seed)
 
 
 @torch.inference_mode()
