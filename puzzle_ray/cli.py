@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .ui import console, fail
+from .ui import console, fail, quiet_third_party
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Puzzle NAS and Parallel Context Windows on Ray.")
 
@@ -22,8 +22,8 @@ COMMAND_PACKAGES = ["data", "parent", "library", "score", "measure", "search", "
 
 @app.command()
 def inspect(
-    config: Annotated[Path, typer.Argument(help="config.json (nemotron-nas, Llama, Qwen2 or Mistral) or a model folder")],
-    parent: Annotated[Optional[Path], typer.Option(help="the parent's config.json, to compare against")] = None,
+    config: Annotated[Path, typer.Argument(help="config.json (nemotron-nas, Llama, Qwen2 or Mistral), a model folder or a .gguf file")],
+    parent: Annotated[Optional[Path], typer.Option(help="the parent's config.json, folder or .gguf, to compare against")] = None,
     dtype: Annotated[str, typer.Option(help="KV-cache dtype for the byte counts")] = "bfloat16",
     verify: Annotated[bool, typer.Option(help="also count parameters on the meta device")] = True,
 ) -> None:
@@ -31,10 +31,17 @@ def inspect(
     from .arch.summary import count_params_on_meta, layer_table, load_puzzle_config, totals_table
     from .arch.stats import model_stats
 
+    def load(path: Path):
+        if path.suffix.lower() == ".gguf":  # the architecture from the GGUF metadata; nothing is dequantised
+            from .parent.gguf import gguf_puzzle_config
+
+            return gguf_puzzle_config(path)
+        return load_puzzle_config(path)
+
     start = time.perf_counter()
     try:
-        child = load_puzzle_config(config)
-        configs = {"parent": load_puzzle_config(parent)} if parent else {}
+        child = load(config)
+        configs = {"parent": load(parent)} if parent else {}
         configs[config.stem if config.is_file() else config.name] = child
         if verify and count_params_on_meta(child) != model_stats(child, dtype).num_params:
             fail("parameter formula disagrees with the model class (please report this)")
@@ -47,16 +54,27 @@ def inspect(
 
 @app.command()
 def convert(
-    parent_dir: Annotated[Path, typer.Argument(help="a local Llama / Qwen2 / Mistral Hugging Face model folder")],
+    parent_dir: Annotated[Path, typer.Argument(help="a local Llama / Qwen2 / Mistral Hugging Face model folder or .gguf file")],
     out_dir: Annotated[Path, typer.Argument(help="where to write the nemotron-nas export")],
     overwrite: bool = False,
 ) -> None:
-    """Write the parent, unchanged, in the nemotron-nas export layout (every block is the parent's own)."""
+    """Write the parent, unchanged, in the nemotron-nas export layout (every block is the parent's own). A GGUF
+    file is dequantised and the export checked against it (logits and greedy tokens)."""
     from transformers import AutoTokenizer
 
     from .arch.convert import convert_from_hf
     from .arch.export import export_pretrained
 
+    if parent_dir.suffix.lower() == ".gguf":
+        from .parent.gguf import export_gguf
+
+        try:
+            record = export_gguf(parent_dir, out_dir, overwrite=overwrite)
+        except (OSError, ValueError, RuntimeError) as e:
+            fail(str(e))
+        diff, secs = record["verify"]["max_abs_logit_diff"], record["seconds"]["total"]
+        console.print(f"wrote {out_dir} ({record['architecture']}, max |logit diff| {diff:.2g}, {secs:.0f} s)")
+        return
     try:
         model = convert_from_hf(parent_dir)
         tokenizer = None
@@ -85,6 +103,7 @@ _register_packages()
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_third_party()
     app()
 
 

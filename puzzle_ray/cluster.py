@@ -9,6 +9,8 @@ import os
 
 import ray
 
+from .ui import quiet_third_party
+
 log = logging.getLogger(__name__)
 
 
@@ -20,7 +22,7 @@ def connect(num_cpus: int | None = None, num_gpus: int | None = None, object_sto
     """
     if ray.is_initialized():
         return "existing"
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"}
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false", **quiet_third_party()}
     for name in ("MLFLOW_TRACKING_URI", "PUZZLE_RAY_STORE", "DS_ACCELERATOR", "HF_HUB_OFFLINE"):
         if os.environ.get(name):
             env[name] = os.environ[name]
@@ -36,6 +38,7 @@ def connect(num_cpus: int | None = None, num_gpus: int | None = None, object_sto
         include_dashboard=False,
         object_store_memory=object_store_mb * 2**20,
         log_to_driver=False,
+        logging_level=logging.WARNING,
         runtime_env={"env_vars": env},
     )
     return "local"

@@ -8,6 +8,7 @@ a small JSON record last.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -23,6 +24,17 @@ import fsspec
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+
+
+@contextmanager
+def exclusive_lock(lock_file: str | Path) -> Iterator[None]:
+    """An exclusive POSIX advisory lock on a local file, released when the holder exits, even by a crash."""
+    with open(lock_file, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -51,3 +51,43 @@ def progress(unit: str = "it", transient: bool = False) -> Progress:
         console=console,
         transient=transient,
     )
+
+
+QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",  # transformers' "Loading weights" / "Writing model shards" bars and notices
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",  # tqdm bars of gguf, datasets and DeepSpeed
+    "DS_ACCELERATOR": "cpu",  # only when no GPU: stops DeepSpeed's "Setting accelerator to CPU" warning
+}
+
+
+def quiet_third_party() -> dict[str, str]:
+    """Silence other libraries' progress bars and start-up notices in this process; returns the environment
+    variables that do the same in Ray workers (our own rich bars and errors are unaffected)."""
+    import logging
+    import os
+
+    env = dict(QUIET_ENV)
+    if _has_cuda():
+        env.pop("DS_ACCELERATOR")
+    for name, value in env.items():
+        os.environ.setdefault(name, value)
+    for name in ("mlflow", "alembic", "ray", "DeepSpeed", "datasets", "urllib3", "filelock"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # transformers is a dependency; tolerate a partial install in tools that import ui only
+        pass
+    return env
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False

@@ -9,6 +9,7 @@ A workflow names its sources by kind:
         - {kind: parquet, path: shards/, field: text}
         - {kind: hf_disk, path: saved_dataset, split: train} # a `datasets` folder from save_to_disk
         - {kind: embedded}                                   # stdlib sources + synthetic ICL episodes
+        - {kind: python_docs, code_fraction: 0.1}            # Python's reference topics, docstrings, some code
       seq_len: 256
 """
 
@@ -87,8 +88,34 @@ class EmbeddedSource(StrictConfig):
     """Seed of the training episodes (held-out evaluation episodes come from a separate stream)."""
 
 
+class PythonDocsSource(StrictConfig):
+    kind: Literal["python_docs"] = "python_docs"
+    """Source type: English prose and code from this Python itself (no path; see `puzzle_ray.data.pydocs`)."""
+    topics: bool = True
+    """The language reference's topics (`pydoc_data.topics`, what `help("assert")` shows): ~80 documents."""
+    docstrings: bool = True
+    """Per standard-library module, its docstrings and public signatures in `help(module)` layout (via `ast`)."""
+    code_fraction: float = 0.1
+    """Share of the standard-library source files also included as code (chosen by a seeded hash of the path);
+    0: prose only."""
+    max_files: PositiveInt | None = None
+    """Standard-library `.py` files read for docstrings and code (an evenly spread subset); None: all of them."""
+    min_docstring_chars: NonNegativeInt = 40
+    """Shorter docstrings are left out (one-liners like "Return self." are noise)."""
+    seed: int = 0
+    """Seed of the code-file selection."""
+
+    @field_validator("code_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0 <= v <= 1:
+            raise ValueError(f"code_fraction={v} must be in [0, 1]")
+        return v
+
+
 Source = Annotated[
-    Union[TextSource, JsonlSource, ParquetSource, HFDiskSource, EmbeddedSource], Field(discriminator="kind")
+    Union[TextSource, JsonlSource, ParquetSource, HFDiskSource, EmbeddedSource, PythonDocsSource],
+    Field(discriminator="kind"),
 ]
 
 

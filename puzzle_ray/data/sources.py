@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import EmbeddedSource, HFDiskSource, JsonlSource, ParquetSource, Source, TextSource
+from .config import EmbeddedSource, HFDiskSource, JsonlSource, ParquetSource, PythonDocsSource, Source, TextSource
 from .errors import DataError
 from .tokenizer import check_messages, render_chat
 
@@ -182,6 +182,10 @@ def resolve_source(index: int, config: Source) -> ResolvedSource:
         from .stdlib import select_files
 
         select_files(config.max_files)  # raises if this Python has no .py sources
+    elif isinstance(config, PythonDocsSource):
+        from .pydocs import check_python_docs
+
+        check_python_docs(config)
     else:  # pragma: no cover - the discriminated union admits nothing else
         raise DataError(f"sources[{index}]: unknown kind {config.kind!r}")
     return src
@@ -225,6 +229,10 @@ def source_fingerprint(src: ResolvedSource, memo_dir: Path | None = None) -> dic
         from .stdlib import stdlib_fingerprint
 
         return {"settings": settings, "stdlib": stdlib_fingerprint(src.config.max_files)}
+    if isinstance(src.config, PythonDocsSource):
+        from .pydocs import python_docs_fingerprint
+
+        return python_docs_fingerprint(src.config)
     return {"settings": settings, "files": _file_digests(src, memo_dir)}
 
 
@@ -284,6 +292,11 @@ def iter_documents(src: ResolvedSource, tokenizer) -> Iterator[Document]:
                 row += 1
     elif isinstance(cfg, EmbeddedSource):
         yield from embedded_documents(cfg)
+    elif isinstance(cfg, PythonDocsSource):
+        from .pydocs import python_docs_documents
+
+        for key, text in python_docs_documents(cfg):
+            yield Document(f"pydocs/{key}", text)
 
 
 def embedded_documents(cfg: EmbeddedSource) -> Iterator[Document]:

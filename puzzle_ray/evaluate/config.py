@@ -27,6 +27,27 @@ class EvalConfig(StrictConfig):
     """Classes per episode (chance = 1 / episode_classes)."""
     episode_seed: int = 1
     """Seed of the held-out episodes (the training corpus uses other seeds)."""
+    icl_tasks: list[str] = ["word_category", "city_country"]
+    """In-context classification tasks (rows `icl:<task>@<shots>`): names of the tasks shipped in
+    `puzzle_ray/data/tasks/` (word_category: 16 classes, city_country: 16 classes) or paths of JSONL files of
+    `{"text", "label"}`; []: none. Each label is scored by its log-likelihood, the best one is the prediction."""
+    icl_shots: list[int] = [0, 8]
+    """Demonstrations before each test example (one accuracy per count); each example draws its own."""
+    icl_examples: PositiveInt = 48
+    """Held-out test examples per task and shot count (CPU cost: about that many prompts per model); a task with
+    fewer uses all of its own (word_category has 128, city_country 80) and the report notes it."""
+    icl_seed: int = 0
+    """Seed of the tasks' pool / test split and of the shots drawn."""
+    icl_batch_size: PositiveInt = 8
+    """Prompts per forward pass when scoring the in-context tasks."""
+    completion_prompts: list[str] = [
+        "The capital of France is",
+        "def fibonacci(n):",
+        "Once upon a time, there was a little",
+    ]
+    """Prompts whose greedy completions by parent and child go into the report side by side; []: none."""
+    completion_tokens: PositiveInt = 20
+    """New tokens of each greedy completion."""
     measure_speed: bool = True
     """Time prefill and decode end-to-end for parent and child (seconds to minutes); off: quality and memory only."""
     measure: MeasureConfig = MeasureConfig(warmup=1, repeats=5)
@@ -38,6 +59,22 @@ class EvalConfig(StrictConfig):
         if any(d < 0 for d in v):
             raise ValueError(f"episode_demos={v}: demonstration counts must be >= 0")
         return sorted(set(v))
+
+    @field_validator("icl_shots")
+    @classmethod
+    def _shots(cls, v: list[int]) -> list[int]:
+        if any(k < 0 for k in v):
+            raise ValueError(f"icl_shots={v}: shot counts must be >= 0")
+        return sorted(set(v))
+
+    @field_validator("icl_tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        from .icl import task_path
+
+        for name in v:
+            task_path(name)  # an unknown shipped name fails here, naming the shipped ones
+        return list(dict.fromkeys(v))
 
 
 class PublishConfig(StrictConfig):

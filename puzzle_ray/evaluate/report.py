@@ -36,6 +36,15 @@ class Row:
 
 
 @dataclass
+class Completion:
+    """One prompt's greedy completion by parent and child."""
+
+    prompt: str
+    parent: str
+    child: str
+
+
+@dataclass
 class EvalReport:
     parent: str
     child: str
@@ -43,6 +52,8 @@ class EvalReport:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What was not evaluated and why (missing tokenizer, no measured library, ...)."""
+    completions: list[Completion] = field(default_factory=list)
+    """Greedy completions of a few prompts by parent and child, side by side."""
 
     def row(self, metric: str, section: str | None = None) -> Row:
         for r in self.rows:
@@ -52,7 +63,8 @@ class EvalReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"parent": self.parent, "child": self.child, "scenario": self.scenario,
-                "rows": [asdict(r) for r in self.rows], "notes": self.notes}
+                "rows": [asdict(r) for r in self.rows], "notes": self.notes,
+                "completions": [asdict(c) for c in self.completions]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvalReport:
@@ -60,7 +72,8 @@ class EvalReport:
         for r in data["rows"]:
             row = Row(**{k: v for k, v in r.items() if k not in ("ratio",)})
             rows.append(row)
-        return cls(data["parent"], data["child"], data["scenario"], rows, list(data.get("notes", [])))
+        completions = [Completion(**c) for c in data.get("completions", [])]  # older reports have none
+        return cls(data["parent"], data["child"], data["scenario"], rows, list(data.get("notes", [])), completions)
 
     def to_markdown(self) -> str:
         lines = [
@@ -76,6 +89,8 @@ class EvalReport:
                 f"| {r.section} | {r.metric} | {_fmt(r.parent)} | {_fmt(r.child)} | {r.ratio_name} {_fmt(r.ratio)} "
                 f"| {_fmt(r.predicted_parent)} | {_fmt(r.predicted_child)} |"
             )
+        if self.completions:
+            lines += ["", completions_markdown(self.completions)]
         if self.notes:
             lines += ["", "Notes:", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
@@ -111,6 +126,19 @@ class EvalReport:
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in self.mlflow_metrics().items()])
         client.log_dict(run_id, self.to_json(), f"eval/{JSON_FILE}")
         client.log_text(run_id, self.to_markdown(), f"eval/{MARKDOWN_FILE}")
+
+
+def _cell(text: str) -> str:
+    """Text as one Markdown table cell: visible line breaks, escaped pipes."""
+    return text.replace("|", "\\|").replace("\n", "⏎")
+
+
+def completions_markdown(completions: list[Completion]) -> str:
+    """Greedy completions as a Markdown table (prompt, parent's, child's)."""
+    lines = ["Greedy completions:", "", "| prompt | parent | child |", "|---|---|---|"]
+    for c in completions:
+        lines.append(f"| {_cell(c.prompt)} | {_cell(c.parent)} | {_cell(c.child)} |")
+    return "\n".join(lines)
 
 
 def _metric_name(metric: str) -> str:

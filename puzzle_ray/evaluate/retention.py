@@ -2,6 +2,7 @@
 
     higher is better (accuracy, tokens/s):  child / parent                      retention, speedup
     lower is better, in nats (LM loss, KL): exp(parent - child)                 retention
+    lower is better, other (perplexity):    parent / child                      retention
     lower is better, time (prefill ms):     parent / child                      speedup
     size (parameters, bytes):               child / parent                      fraction of the parent
 
@@ -16,9 +17,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-Kind = Literal["higher", "nats", "time", "size"]
+Kind = Literal["higher", "nats", "lower", "time", "size"]
 
-RATIO_NAMES = {"higher": "retention", "nats": "retention", "time": "speedup", "size": "fraction"}
+RATIO_NAMES = {"higher": "retention", "nats": "retention", "lower": "retention", "time": "speedup", "size": "fraction"}
 
 
 def ratio(kind: Kind, parent: float, child: float) -> float:
@@ -26,7 +27,7 @@ def ratio(kind: Kind, parent: float, child: float) -> float:
         return math.nan
     if kind == "nats":
         return math.exp(parent - child)
-    if kind == "time":
+    if kind in ("time", "lower"):
         return parent / child if child > 0 else math.nan
     if kind == "higher" and parent == child:
         return 1.0  # also when both are 0

@@ -1,6 +1,7 @@
 """`evaluate()`: a child against its parent on the same held-out data and inference scenario.
 
-    quality  LM loss, next-token top-1 accuracy, KL(parent || child), in-context episode accuracy
+    quality  LM loss and perplexity, next-token top-1 accuracy, KL(parent || child), accuracy on in-context
+             classification tasks at 0 and k shots, synthetic in-context episode accuracy; greedy completions
     speed    measured end-to-end prefill time and decode throughput at each of the scenario's batch sizes,
              beside the cost model's prediction when a measured block library is given
     memory   parameters, KV-cache bytes per token, and the scenario's total at each batch size
@@ -99,10 +100,14 @@ def evaluate(
     pq, cq = compare_quality(parent, child, batches, config.chunk_tokens, config.max_batches, same_model=same)
     report.rows += [
         Row("quality", "lm_loss", "nats", pq["lm_loss"], cq["lm_loss"]),
+        Row("quality", "perplexity", "lower", _exp(pq["lm_loss"]), _exp(cq["lm_loss"])),
         Row("quality", "top1_accuracy", "higher", pq["top1_accuracy"], cq["top1_accuracy"]),
         Row("quality", "kl_from_parent", "nats", pq["kl_from_parent"], cq["kl_from_parent"]),
     ]
-    _episode_rows(report, parent, child, parent_dir, child_dir, config)
+    tokenizer = _tokenizer(child_dir, parent_dir)
+    _icl_rows(report, parent, child, tokenizer, config)
+    _episode_rows(report, parent, child, tokenizer, config)
+    _completions(report, parent, child, tokenizer, config)
     del parent, child
     gc.collect()
 
@@ -120,8 +125,46 @@ def evaluate(
     return report
 
 
-def _episode_rows(report, parent, child, parent_dir, child_dir, config) -> None:
-    tokenizer = _tokenizer(child_dir, parent_dir)
+def _exp(loss: float) -> float:
+    return math.exp(loss) if math.isfinite(loss) and loss < 700 else math.inf
+
+
+def _icl_rows(report, parent, child, tokenizer, config: EvalConfig) -> None:
+    if not config.icl_tasks or not config.icl_shots:
+        return
+    if tokenizer is None:
+        report.notes.append("in-context tasks skipped: neither model folder has a tokenizer")
+        return
+    from .icl import icl_accuracies
+
+    try:
+        acc = icl_accuracies({"parent": parent, "child": child}, tokenizer, config.icl_tasks, config.icl_shots,
+                             config.icl_examples, config.icl_seed, config.icl_batch_size)
+    except ValueError as e:  # a prompt past the model's positions, a task file that does not load
+        report.notes.append(f"in-context tasks skipped: {e}")
+        return
+    for (task, shots), a in acc.items():
+        report.rows.append(Row("quality", f"icl:{task}@{shots}", "higher", a["parent"], a["child"]))
+    from .icl import load_task
+
+    for name in config.icl_tasks:
+        task = load_task(name, config.icl_seed)
+        if len(task.tests) < config.icl_examples:
+            report.notes.append(f"icl:{task.name}: {len(task.tests)} test examples (all of them), fewer than "
+                                f"icl_examples={config.icl_examples}")
+
+
+def _completions(report, parent, child, tokenizer, config: EvalConfig) -> None:
+    if not config.completion_prompts or tokenizer is None:
+        return
+    from .completions import completions
+
+    report.completions = completions(parent, child, tokenizer, config.completion_prompts, config.completion_tokens)
+
+
+def _episode_rows(report, parent, child, tokenizer, config) -> None:
+    if not config.episode_demos:
+        return
     if tokenizer is None:
         report.notes.append("in-context episodes skipped: neither model folder has a tokenizer")
         return

@@ -102,7 +102,7 @@ class BLDWorker:
         linear_att = any(v.config.kind == "linear" for s in self.spec.spaces for v in s.attention)
         linear_ffn = any(v.config.kind == "linear" for s in self.spec.spaces for v in s.ffn)
         lstsq = self.spec.bld.linear_init == "lstsq"
-        self.calib = {i: LayerCalibration(l, lstsq and linear_att, lstsq and linear_ffn) for i, l in self.parent_layers.items()}
+        self.calib = {i: LayerCalibration(layer, lstsq and linear_att, lstsq and linear_ffn) for i, layer in self.parent_layers.items()}
 
     @torch.no_grad()
     def calibrate(self, k: int, x: torch.Tensor):

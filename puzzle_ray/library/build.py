@@ -134,7 +134,7 @@ def build_library(
     )
     store.write_json(f"{key}/block_library.json", library.to_json())
     store.write_json(f"{key}/library_meta.json", library.meta)
-    losses = {uid: l for r in reports for uid, l in r["losses"].items()}
+    losses = {uid: loss for r in reports for uid, loss in r["losses"].items()}
     store.write_json(f"{key}/losses.json", losses)
     restored = {r["layers"]: r["restored_from"] for r in reports if r["restored_from"]}
     store.write_json(f"{key}/complete.json", {"time": time.time(), "steps": total_steps, "restored_from": restored})

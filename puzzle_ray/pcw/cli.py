@@ -13,7 +13,7 @@ from puzzle_ray.ui import console, fail
 
 
 def pcw_generate(
-    model: Annotated[Path, typer.Option(help="local model folder (Hugging Face layout or a Puzzle child)")],
+    model: Annotated[Path, typer.Option(help="local model folder (Hugging Face layout or a Puzzle child) or .gguf file")],
     window: Annotated[list[Path], typer.Option(help="a text file: one context window (repeat for more)")],
     prompt: Annotated[str, typer.Option(help="the task text that follows the windows")],
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
@@ -68,7 +68,7 @@ def pcw_generate(
 
 
 def pcw_eval(
-    model: Annotated[str | None, typer.Option(help="local model folder; default: the config's")] = None,
+    model: Annotated[str | None, typer.Option(help="local model folder or .gguf file; default: the config's")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML of PCWEvalConfig fields")] = None,
     train: Annotated[str | None, typer.Option(help="JSONL of demonstrations (text, label)")] = None,
     test: Annotated[str | None, typer.Option(help="JSONL of test examples")] = None,

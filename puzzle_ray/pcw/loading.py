@@ -11,8 +11,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 
 
 def check_model_dir(path: str | Path) -> Path:
-    """The folder, or a ValueError naming it (before any loading)."""
+    """The folder (or `.gguf` file), or a ValueError naming it (before any loading)."""
     path = Path(path)
+    if path.suffix.lower() == ".gguf":
+        from ..parent.gguf import read_gguf_header
+
+        return read_gguf_header(path).path  # header and architecture checked; GGUFError (a ValueError) names it
     if not path.is_dir():
         raise ValueError(f"{path}: no such model folder")
     if not (path / "config.json").is_file():
@@ -27,12 +31,18 @@ def load_causal_lm(
     device: str = "cpu",
     need_tokenizer: bool = True,
 ):
-    """(model, tokenizer or None). Any Llama / Qwen2 / Mistral / GPT-2 folder, or a nemotron-nas child."""
+    """(model, tokenizer or None). Any Llama / Qwen2 / Mistral / GPT-2 folder, a nemotron-nas child, or a
+    `.gguf` file (converted once into the cache, `$PUZZLE_RAY_CACHE` or ~/.cache/puzzle-ray, then loaded)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import puzzle_ray  # noqa: F401  (registers model_type "nemotron-nas" with the Auto classes)
 
     path = check_model_dir(path)
+    if path.is_file():  # a GGUF file (check_model_dir admits no other file)
+        from ..parent.config import GGUFParentConfig
+        from ..parent.gguf import ensure_gguf_parent
+
+        path = ensure_gguf_parent(GGUFParentConfig(path=path))
     has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
     if need_tokenizer and not has_tokenizer:
         raise ValueError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")

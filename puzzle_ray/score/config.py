@@ -24,6 +24,8 @@ class ScoreConfig(StrictConfig):
     """Scoring actors; each holds the parent (on a GPU when there are GPUs) and scores a share of the layers."""
     variants_per_chunk: PositiveInt = 4
     """Variants of one layer pushed through the rest of the parent together (batched along the batch axis)."""
+    chunk_tokens: PositiveInt = 1024
+    """Positions whose vocabulary-sized logits exist at once (bounds memory: 1024 x 49k fp32 = 200 MB)."""
     threads_per_actor: PositiveInt | None = None
     """torch threads per actor on CPU (default: cores / actors)."""
     use_gpu: bool | None = None

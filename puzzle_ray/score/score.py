@@ -15,6 +15,7 @@ import torch
 
 from ..library.record import Library
 from ..store import ArtifactStore
+from ..ui import progress
 from .config import ScoreConfig
 from .worker import ScoreSpec, ScoreWorker
 
@@ -44,15 +45,22 @@ def score_library(library: Library, batches: list[torch.Tensor], config: ScoreCo
     threads = config.threads_per_actor or max(1, int(resources.get("CPU", 1)) // len(groups))
     Actor = ray.remote(ScoreWorker).options(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=1, max_task_retries=1)
     payload = {**library.to_json(), "meta": library.meta}
-    actors = [Actor.remote(ScoreSpec(store.url, payload, g, config.metrics, config.variants_per_chunk, threads)) for g in groups]
+    actors = [Actor.remote(ScoreSpec(store.url, payload, g, config.metrics, config.variants_per_chunk, threads,
+                                     config.chunk_tokens)) for g in groups]
+    entries = {i: sum(not v.extra.get("bld", {}).get("is_parent") for v in library.layers[i].values())
+               for i in range(library.num_layers)}
     try:
         batch_ref = ray.put(batches)
         parent = ray.get(actors[0].parent_metrics.remote(batch_ref))
+        tokens = ray.get([a.prepare.remote(batch_ref) for a in actors])[0]
         sums: dict[str, dict[str, float]] = {}
-        tokens = 0
-        for out in ray.get([a.score.remote(batch_ref) for a in actors]):
-            tokens = out.pop("__tokens__")["tokens"]
-            sums.update(out)
+        pending = {a.score_layer.remote(i, batch_ref): i for a, g in zip(actors, groups) for i in g}
+        with progress("entries") as bar:
+            task = bar.add_task("replace-1-block scoring", total=sum(entries.values()))
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                sums.update(ray.get(done[0]))
+                bar.advance(task, entries[pending.pop(done[0])])
     finally:
         for a in actors:
             ray.kill(a)

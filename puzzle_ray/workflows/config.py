@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import PositiveInt, ValidationError
+from pydantic import PositiveInt, ValidationError, model_validator
 
 from ..configs import StrictConfig, read_yaml_mapping, validation_problems
 from ..data.config import DataConfig, default_cache_dir
@@ -18,19 +18,39 @@ from ..evaluate.config import EvalConfig, PublishConfig
 from ..library.config import BLDConfig
 from ..library.space import SearchSpace
 from ..measure.config import MeasureStageConfig
-from ..parent.config import EmbeddedParentConfig
+from ..parent.config import EmbeddedParentConfig, GGUFParentConfig
 from ..score.config import ScoreConfig
 from ..search.config import SearchConfig
 
 
 class ParentConfig(StrictConfig):
     path: Path | None = None
-    """A local Hugging Face model folder (Llama, Qwen2, Mistral or nemotron-nas; safetensors); None: the
-    embedded default parent, pretrained on first use and cached."""
+    """A local Hugging Face model folder (Llama, Qwen2, Mistral or nemotron-nas; safetensors), or a `.gguf` file
+    (read as `gguf: {path: ...}`); None (and no `gguf`): the embedded default parent, pretrained on first use and
+    cached."""
+    gguf: GGUFParentConfig | None = None
+    """A GGUF file (llama, qwen2 or mistral architecture), dequantised, converted and cached on first use:
+    `{path: FILE.gguf}` or `{package: DIST, resource: FILE-IN-DIST}`. Excludes `path`."""
     architecture: Path | None = None
     """The parent's config.json, read for dry runs and plans when `path` is not on this machine (no weights)."""
     embedded: EmbeddedParentConfig = EmbeddedParentConfig()
-    """The embedded default parent (used when `path` is None)."""
+    """The embedded default parent (used when neither `path` nor `gguf` is given)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gguf_path(cls, data):
+        if not isinstance(data, dict) or data.get("path") is None:
+            return data
+        if data.get("gguf") is not None:
+            raise ValueError("parent.path and parent.gguf are mutually exclusive: give one")
+        if str(data["path"]).lower().endswith(".gguf"):  # a GGUF file given as `path`
+            data = {**data, "gguf": {"path": data["path"]}}
+            del data["path"]
+        return data
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.path is None and self.gguf is None
 
 
 class MLflowConfig(StrictConfig):
@@ -59,7 +79,8 @@ class WorkflowConfig(StrictConfig):
     parent: ParentConfig = ParentConfig()
     """The parent LLM to compress."""
     data: DataConfig | None = None
-    """Token data of every stage (tokenised with the parent's tokenizer); None: the embedded corpus."""
+    """Token data of every stage (tokenised with the parent's tokenizer); None: the toy parent's own corpus for
+    the toy parent, Python's documentation and sources (`kind: python_docs`) for any other parent."""
     search_space: SearchSpace = SearchSpace()
     """Attention and FFN variants of every layer."""
     bld: BLDConfig = BLDConfig()

@@ -11,6 +11,7 @@ from ..arch.config import PuzzleConfig
 from ..arch.stats import block_params, model_stats
 from ..arch.summary import load_puzzle_config
 from ..library.space import expand
+from ..parent.gguf import GGUFError, gguf_puzzle_config, read_gguf_header, resolve_gguf
 from ..store import ArtifactStore
 from .config import WorkflowConfig
 
@@ -23,7 +24,12 @@ class PreflightError(ValueError):
 
 
 def parent_architecture(cfg: WorkflowConfig) -> PuzzleConfig:
-    """The parent's config from its folder (or `parent.architecture`), or the embedded default's, without weights."""
+    """The parent's config from its folder (or `parent.architecture`), its GGUF metadata, or the embedded
+    default's, without weights."""
+    if cfg.parent.gguf is not None:
+        if cfg.parent.architecture is not None and not _gguf_here(cfg):
+            return load_puzzle_config(cfg.parent.architecture)
+        return gguf_puzzle_config(resolve_gguf(cfg.parent.gguf))  # header and metadata only: no dequantising
     if cfg.parent.path is not None:
         source = cfg.parent.path if cfg.parent.path.exists() or cfg.parent.architecture is None else cfg.parent.architecture
         if not Path(source).exists():
@@ -36,12 +42,22 @@ def parent_architecture(cfg: WorkflowConfig) -> PuzzleConfig:
                         tie_word_embeddings=m.tie_word_embeddings)
 
 
+def _gguf_here(cfg: WorkflowConfig) -> bool:
+    try:
+        resolve_gguf(cfg.parent.gguf)
+    except GGUFError:
+        return False
+    return True
+
+
 def preflight(cfg: WorkflowConfig, store: ArtifactStore) -> None:
     """Everything that can be checked cheaply: store, parent folder, data sources, search space vs parent."""
     from ..arch.weights import checkpoint_files
     from ..data.sources import resolve_source
 
     store.check_writable()
+    if cfg.parent.gguf is not None:
+        read_gguf_header(resolve_gguf(cfg.parent.gguf))  # missing package or file, truncated, unsupported
     if cfg.parent.path is not None:
         if not cfg.parent.path.is_dir():
             raise PreflightError(f"parent.path: {cfg.parent.path} is not a model folder")
@@ -68,7 +84,7 @@ def work_estimate(cfg: WorkflowConfig) -> Table:
                       for s, b in zip(spaces, parent.block_configs) for v in s.attention + s.ffn if v.trainable)
     bld = cfg.bld.token_budget * (2 * stats.block_params + 6 * unit_params)
     seq = parent.max_position_embeddings if cfg.data is None else cfg.data.seq_len
-    seq = min(seq, cfg.parent.embedded.seq_len if cfg.parent.path is None else seq)
+    seq = min(seq, cfg.parent.embedded.seq_len if cfg.parent.is_embedded else seq)
     score_tokens = cfg.score.eval_batches * cfg.bld.micro_batch_size * seq
     per_layer = stats.block_params / parent.num_hidden_layers
     score = sum(2 * score_tokens * (len(s.attention) * len(s.ffn)) * per_layer * (parent.num_hidden_layers - i) for i, s in enumerate(spaces))

@@ -19,6 +19,7 @@ from ..arch.summary import load_puzzle_config
 from ..data import open_token_cache
 from ..library.build import BLDData, build_library
 from ..library.record import Library
+from ..parent.gguf import gguf_identity
 from ..store import ArtifactStore
 from .config import WorkflowConfig
 from .engine import Stage, StageContext
@@ -69,11 +70,15 @@ def _file_stats(path: Path | None) -> list | None:
 def run_parent(ctx: StageContext) -> dict:
     from ..arch.convert import convert_from_hf
     from ..arch.export import export_pretrained
-    from ..data import DataConfig, EmbeddedSource, prepare_tokens
+    from ..data import DataConfig, PythonDocsSource, prepare_tokens
     from ..parent.build import data_config, ensure_embedded_parent
+    from ..parent.gguf import ensure_gguf_parent
 
     cfg: WorkflowConfig = ctx.config
-    if cfg.parent.path is None:
+    if cfg.parent.gguf is not None:  # dequantised, converted and verified once, then cached by content
+        model_dir = ensure_gguf_parent(cfg.parent.gguf, cfg.cache)
+        data = cfg.data or DataConfig(sources=[PythonDocsSource()], cache_dir=cfg.cache)
+    elif cfg.parent.path is None:
         model_dir = ensure_embedded_parent(cfg.parent.embedded, cfg.cache)
         data = cfg.data or data_config(cfg.parent.embedded, cfg.cache)
     else:
@@ -86,7 +91,7 @@ def run_parent(ctx: StageContext) -> dict:
 
             tok = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
             model_dir = publish_dir(ctx, lambda out: export_pretrained(convert_from_hf(source), out, tokenizer=tok, overwrite=True))
-        data = cfg.data or DataConfig(sources=[EmbeddedSource()], cache_dir=cfg.cache)
+        data = cfg.data or DataConfig(sources=[PythonDocsSource()], cache_dir=cfg.cache)
     token_data = prepare_tokens(data, tokenizer=model_dir)
     report = Path(model_dir) / "quality_report.json"
     if report.is_file():  # the embedded parent: show how well it is trained before anything is built on it
@@ -267,8 +272,17 @@ def _dump(x):
 
 
 def _parent_slice(c: WorkflowConfig):
-    return {"path": str(c.parent.path) if c.parent.path else None, "files": _file_stats(c.parent.path),
-            "embedded": None if c.parent.path else _dump(c.parent.embedded), "data": _dump(c.data)}
+    slice_ = {"path": str(c.parent.path) if c.parent.path else None, "files": _file_stats(c.parent.path),
+              "embedded": _dump(c.parent.embedded) if c.parent.is_embedded else None, "data": _dump(c.data)}
+    if c.parent.gguf is not None:  # how the file is named, and its path, size and mtime: a changed file re-runs
+        slice_["gguf"] = gguf_identity(c.parent.gguf)
+    return slice_
+
+
+def _describe_parent(c: WorkflowConfig) -> str:
+    if c.parent.gguf is not None:
+        return f"GGUF {c.parent.gguf.describe()} (dequantised once, cached)"
+    return str(c.parent.path or "embedded default")
 
 
 def _describe_library(c: WorkflowConfig) -> str:
@@ -278,7 +292,7 @@ def _describe_library(c: WorkflowConfig) -> str:
 
 STAGES = [
     Stage("parent", (), _parent_slice, run_parent,
-          lambda c: f"parent {c.parent.path or 'embedded default'}; tokenise {'the embedded corpus' if c.data is None else 'data'}"),
+          lambda c: f"parent {_describe_parent(c)}; tokenise {'the default corpus' if c.data is None else 'data'}"),
     Stage("measure", ("parent",), lambda c: {"space": _dump(c.search_space), "scenario": _dump(c.measure.scenario),
                                              "method": c.measure.measure.method()}, run_measure,
           lambda c: f"time every variant: batches {c.measure.scenario.batch_sizes}, prefill {c.measure.scenario.prefill_len}, "

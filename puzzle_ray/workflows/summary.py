@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..evaluate.report import EvalReport, _fmt
@@ -37,6 +38,8 @@ def summary_table(cfg: WorkflowConfig, status: dict[str, StageStatus]) -> Table:
     for r in report.rows:
         ratio = f"{r.ratio_name} {r.ratio:.3f}" if math.isfinite(r.ratio) else ""
         table.add_row(r.section, r.metric, _fmt(r.parent), _fmt(r.child), ratio, _fmt(r.predicted_child))
+    for c in report.completions:  # greedy completions, side by side (prompt in the metric column)
+        table.add_row("completion", escape(c.prompt), escape(c.parent), escape(c.child), "", "")
     return table
 
 
