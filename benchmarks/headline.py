@@ -1,4 +1,4 @@
-"""The headline benchmark (issue 11): Puzzle against simpler compression of the same parent at equal speed.
+"""The headline benchmark: Puzzle against simpler compression of the same parent at equal speed.
 
     python benchmarks/headline.py             # benchmarks/headline.yaml: the embedded default parent (tiny-cpu)
     python benchmarks/headline.py --quick     # benchmarks/headline-quick.yaml: the micro parent, ~2 min

@@ -18,7 +18,7 @@ def connect(num_cpus: int | None = None, num_gpus: int | None = None, object_sto
     """Initialise Ray once; returns 'existing' or 'local'.
 
     A stale `ray_current_cluster` file left by a crashed run makes a bare `ray.init()` try to join a dead
-    cluster, so without RAY_ADDRESS we always start a private one with `address="local"` (GUIDE section 2).
+    cluster, so without RAY_ADDRESS we always start a private one with `address="local"`.
     """
     if ray.is_initialized():
         return "existing"

@@ -30,7 +30,7 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One private local Ray cluster for the whole session (start-up costs seconds; see GUIDE.md section 2)."""
+    """One private local Ray cluster for the whole session (start-up costs seconds)."""
     import ray
 
     if not ray.is_initialized():

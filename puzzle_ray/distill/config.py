@@ -62,7 +62,8 @@ class DistillConfig(StrictConfig):
     use_gpu: bool = False
     """One GPU per worker (NCCL); otherwise CPU workers on gloo."""
     cpus_per_worker: PositiveFloat = 1.0
-    """CPU slots each worker reserves (fractions let workers share cores in tests, see GUIDE.md section 2)."""
+    """CPU slots each worker reserves (fractions let workers share cores in tests; Ray Data feeding workers that
+    each take a whole CPU deadlocks on a 2-CPU machine)."""
     torch_threads: PositiveInt | None = None
     """torch intra-op threads per worker on CPU (default: cpus_per_worker rounded up)."""
     checkpoint_every: PositiveInt = 100

@@ -1,7 +1,7 @@
 """DeepSpeed engine: ZeRO stages 0-3, optional CPU offload of optimizer states and parameters, bf16.
 
 On CPU (tests, laptops) DeepSpeed runs on the gloo process group that Ray Train created; two of its defaults
-must be avoided there (GUIDE.md section 4): the shared-memory communication op, which takes over a minute to
+must be avoided there: the shared-memory communication op, which takes over a minute to
 compile on first use, and its compiled CPU-Adam (torch's AdamW is used instead).
 """
 

@@ -20,7 +20,7 @@ def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
     out = model.generate(
         input_ids=ids,
-        attention_mask=torch.ones_like(ids),  # GUIDE 5: always an explicit mask
+        attention_mask=torch.ones_like(ids),  # explicit: transformers 5 infers masks from position ids
         max_new_tokens=max_new_tokens,
         do_sample=False,
         temperature=None,

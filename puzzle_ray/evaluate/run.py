@@ -224,9 +224,14 @@ def _pred(predicted: dict | None, role: str, batch: int, attr: str) -> float | N
 
 def _speed_rows(report, parent_dir, child_dir, scenario, config: EvalConfig, predicted) -> None:
     from ..measure.cost_model import measure_model_costs
+    from ..ui import progress
 
-    measured = {role: measure_model_costs(folder, scenario, config.measure)
-                for role, folder in (("parent", parent_dir), ("child", child_dir))}
+    measured = {}
+    with progress("model", transient=True) as bar:
+        task = bar.add_task("timing prefill and decode end to end", total=2)
+        for role, folder in (("parent", parent_dir), ("child", child_dir)):
+            measured[role] = measure_model_costs(folder, scenario, config.measure)
+            bar.advance(task)
     for batch in scenario.batch_sizes:
         p, c = measured["parent"][batch], measured["child"][batch]
         if not (p.fits and c.fits):

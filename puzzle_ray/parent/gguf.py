@@ -157,13 +157,18 @@ def gguf_puzzle_config(path: str | Path):
 
 
 def gguf_identity(config: GGUFParentConfig) -> dict | None:
-    """How `config` names its file, with the file's path, size and mtime (a cheap stand-in for its content, for
-    stage keys); None for the file part when it cannot be located here (running the stage then explains why)."""
+    """A cheap stand-in for the file's content, for stage keys: a package resource by the distribution's version
+    and the file's size (the same wheel installed in another environment keeps every stage key), a path by its
+    resolved path, size and mtime; the file part is None when it cannot be located here (running the stage
+    then explains why)."""
     ident = config.model_dump(mode="json")
     try:
         path = resolve_gguf(config)
-        st = path.stat()
-        ident["file"] = [str(path.resolve()), st.st_size, st.st_mtime_ns]
+        size = path.stat().st_size
+        if config.package is not None:
+            ident["file"] = [importlib.metadata.version(config.package), size]
+        else:
+            ident["file"] = [str(path.resolve()), size, path.stat().st_mtime_ns]
     except (GGUFError, OSError):
         ident["file"] = None
     return ident

@@ -1,6 +1,6 @@
 """Explicit attention masks for PCW forwards, in the form transformers 5 models accept as-is.
 
-PCW always passes a 4-D mask (GUIDE section 5): without one, transformers 5 reads restarting position ids as
+PCW always passes a 4-D mask: without one, transformers 5 reads restarting position ids as
 packed sequences, and computes sliding windows from cache indices rather than positions. A 4-D mask is returned
 unchanged by `create_causal_mask`, so it must already be in the kernel's form: additive floats (0 = attend,
 dtype minimum = blocked) work for both eager (which adds the mask) and sdpa.
