@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..pcw.labels import encode_labels
 from ..pcw.tasks import Example, load_jsonl
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "data" / "tasks"
@@ -106,15 +107,6 @@ def draw_shots(task: ICLTask, k: int, n: int, seed: int) -> list[list[Example]]:
 def encode_prompt(tokenizer, text: str) -> list[int]:
     """Prompt ids with the tokenizer's own special-token convention (SmolLM2 adds no BOS; others may)."""
     return list(tokenizer(text)["input_ids"])
-
-
-def encode_label_continuations(tokenizer, labels: Sequence[str]) -> list[list[int]]:
-    """` {label}` of each label, without special tokens (the prompt ends with ':')."""
-    out = [list(tokenizer.encode(" " + lab, add_special_tokens=False)) for lab in labels]
-    for lab, ids in zip(labels, out):
-        if not ids:
-            raise ValueError(f"label {lab!r} tokenises to nothing")
-    return out
 
 
 def _packed_row(prompt: list[int], labels: list[list[int]]):
@@ -211,7 +203,7 @@ def build_prompts(task: ICLTask, tokenizer, shots: int, examples: int, seed: int
     drawn = draw_shots(task, shots, len(tests), seed)
     prompts = [encode_prompt(tokenizer, task.prompt(e.text, s)) for e, s in zip(tests, drawn)]
     answers = np.array([task.labels.index(e.label) for e in tests])
-    return ICLPrompts(task.name, shots, prompts, encode_label_continuations(tokenizer, task.labels), answers)
+    return ICLPrompts(task.name, shots, prompts, encode_labels(task.labels, tokenizer), answers)
 
 
 def accuracy(scores: np.ndarray, answers: np.ndarray) -> float:

@@ -51,8 +51,8 @@ def score_library(library: Library, batches: list[torch.Tensor], config: ScoreCo
                for i in range(library.num_layers)}
     try:
         batch_ref = ray.put(batches)
-        parent = ray.get(actors[0].parent_metrics.remote(batch_ref))
-        tokens = ray.get([a.prepare.remote(batch_ref) for a in actors])[0]
+        prepared = ray.get([a.prepare.remote(batch_ref, parent_metrics=k == 0) for k, a in enumerate(actors)])
+        tokens, parent = prepared[0]["tokens"], prepared[0]["parent"]
         sums: dict[str, dict[str, float]] = {}
         pending = {a.score_layer.remote(i, batch_ref): i for a, g in zip(actors, groups) for i in g}
         with progress("entries") as bar:

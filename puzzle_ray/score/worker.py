@@ -98,9 +98,10 @@ class ScoreWorker:
         return layer.to(self.device).eval()
 
     @torch.no_grad()
-    def prepare(self, batches: list[torch.Tensor]) -> int:
+    def prepare(self, batches: list[torch.Tensor], parent_metrics: bool = False) -> dict:
         """Run the parent once per batch and keep what every entry reuses: the hidden state at each layer's
-        input, the final hidden state and the labels. Returns the number of scored positions."""
+        input, the final hidden state and the labels. Returns {"tokens": scored positions} and, with
+        `parent_metrics`, {"parent": the parent's own figures on the same tokens} (KL and cosine distance 0)."""
         m = self.model.model
         self.prefix = []
         tokens = 0
@@ -120,7 +121,16 @@ class ScoreWorker:
         vocab = self.model.lm_head.out_features
         size = sum(p[4].shape[0] * p[4].shape[1] for p in self.prefix) * vocab * 4
         self.logp_cache = {} if size <= self.spec.cache_mib * 2**20 else None
-        return tokens
+        out: dict = {"tokens": tokens}
+        if parent_metrics:
+            totals = {k: 0.0 for k in self.spec.metrics}
+            for b, (_, _, _, labels, hidden) in enumerate(self.prefix):
+                per_seq = token_metrics(hidden, self.model.lm_head, self._parent_logp(b), labels, hidden,
+                                        self.spec.metrics, self.spec.chunk_tokens)
+                for k, v in per_seq.items():
+                    totals[k] += float(v.sum())
+            out["parent"] = {k: v / tokens for k, v in totals.items()}
+        return out
 
     def _parent_logp(self, b: int) -> torch.Tensor:
         if self.logp_cache is not None and b in self.logp_cache:
@@ -160,21 +170,3 @@ class ScoreWorker:
                     for k, v in per_seq.items():
                         acc[k] += float(v[j * B : (j + 1) * B].sum())
         return sums
-
-    @torch.no_grad()
-    def parent_metrics(self, batches: list[torch.Tensor]) -> dict[str, float]:
-        """The parent's own figures on the same tokens (KL and cosine distance 0 by definition)."""
-        totals = {k: 0.0 for k in self.spec.metrics}
-        tokens = 0
-        for ids in batches:
-            ids = ids.to(self.device)
-            labels = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -100)], 1)
-            tokens += int((labels != -100).sum())
-            hidden = self.model.model(ids, use_cache=False).last_hidden_state  # (B, T, H)
-            logp = torch.cat([F.log_softmax(self.model.lm_head(part).float(), -1)  # (B*T, V)
-                              for part in hidden.flatten(0, 1).split(self.spec.chunk_tokens)])
-            per_seq = token_metrics(hidden, self.model.lm_head, logp, labels, hidden, self.spec.metrics,
-                                    self.spec.chunk_tokens)
-            for k, v in per_seq.items():
-                totals[k] += float(v.sum())
-        return {k: v / tokens for k, v in totals.items()}
