@@ -28,14 +28,14 @@ from puzzle_ray.arch.modeling import prepare_block_inputs
 from puzzle_ray.library.build import BLDData, build_library
 from puzzle_ray.library.config import BLDConfig
 from puzzle_ray.library.init import build_variant_layer, init_ffn
-from puzzle_ray.library.space import SearchSpace, expand
+from puzzle_ray.library.space import VariantSpace, expand
 from puzzle_ray.library.units import normalised_mse
 from puzzle_ray.store import ArtifactStore
 
 SEQ, VOCAB = 256, 4096
 PARENT = dict(vocab_size=VOCAB, hidden_size=256, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
               intermediate_size=768, max_position_embeddings=512)
-SPACE = SearchSpace(attention=[1, "linear", "no_op"], ffn=[0.5, 0.25, "linear", "no_op"], round_to=128)
+SPACE = VariantSpace(attention=[1, "linear", "no_op"], ffn=[0.5, 0.25, "linear", "no_op"], round_to=128)
 
 
 def batches(seed: int, n: int, batch: int) -> list[torch.Tensor]:
@@ -61,7 +61,8 @@ def shared_vs_separate(k_values: list[int], steps: int, batch: int, layer: int =
     torch.manual_seed(0)
     model = PuzzleForCausalLM(PuzzleConfig(**PARENT)).eval().requires_grad_(False)
     parent = model.model.layers[layer]
-    space = expand(SearchSpace(attention=[2], ffn=[0.75, 0.5, 0.375, 0.25, 0.125, "linear"], round_to=32), model.config)[layer]
+    widths = [0.75, 0.5, 0.375, 0.25, 0.125, "linear"]
+    space = expand(VariantSpace(attention=[2], ffn=widths, round_to=32), model.config)[layer]
     variants = [v for v in space.ffn if v.trainable]
     ids = batches(5, 1, batch)[0]
 
@@ -78,7 +79,7 @@ def shared_vs_separate(k_values: list[int], steps: int, batch: int, layer: int =
         layers = []
         for v in variants[:k]:
             lyr = build_variant_layer(model.config, layer, parent, v)
-            init_ffn(lyr, parent, None, "product") if v.config.kind == "linear" else None
+            init_ffn(lyr, parent, None, "product") if v.config.kind.linear_map else None
             layers.append(lyr)
         opt = torch.optim.AdamW([p for lyr in layers for p in lyr.mlp.parameters()], lr=1e-4)
 
@@ -120,8 +121,10 @@ def main() -> None:
         torch.manual_seed(0)
         parent_dir = Path(tmp) / "parent"
         export_pretrained(PuzzleForCausalLM(PuzzleConfig(**PARENT)), parent_dir)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
-        table = Table(title=f"BLD: trained variant-tokens/s ({steps} steps of {batch} x {SEQ} tokens, 8-layer hidden-256 parent)")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20,
+                 log_to_driver=False)
+        table = Table(title=f"BLD: trained variant-tokens/s ({steps} steps of {batch} x {SEQ} tokens, "
+                            "8-layer hidden-256 parent)")
         for col in ("actors", "variants trained", "train wall s", "variant-tokens/s", "vs 1 actor"):
             table.add_column(col, justify="right")
         base = None

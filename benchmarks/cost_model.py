@@ -32,7 +32,7 @@ from puzzle_ray.measure import (
     MeasureConfig,
     ModelCosts,
     Scenario,
-    Unit,
+    TimedBlock,
     compare_costs,
     measure_library,
     measure_model_costs,
@@ -41,7 +41,7 @@ from puzzle_ray.measure import (
     skeleton_library,
 )
 from puzzle_ray.measure.cost_model import device_label
-from puzzle_ray.measure.units import stack_depth_for, sub_blocks
+from puzzle_ray.measure.timed_block import stack_depth_for, sub_blocks
 from puzzle_ray.store import ArtifactStore
 
 console = Console(width=180)
@@ -203,7 +203,7 @@ def main() -> None:
                     f"{row['memory_mib_pred']:.2f}",
                 )
         console.print(table)
-        nb = library.meta["non_block"]
+        nb = library.meta.non_block
         console.print(
             f"non-block part (embeddings, norm, LM head, per-call overheads): prefill {nb['prefill_ms']:.2f} ms, "
             f"decode {nb['decode_ms']:.3f} ms/step at B={scenario.batch_sizes[0]}"
@@ -261,16 +261,16 @@ def _print_variants(library, scenario) -> None:
 def _print_whole_vs_sum(parent, library, scenario, config, store) -> None:
     """Is measuring sub-blocks and summing them as good as measuring whole (attention, FFN) blocks?"""
     picks = [block("kv2", "1024"), block("kv1", "512"), block("linear", "512"), block("kv1", "linear")]
-    whole = measure_units(parent, [Unit(b) for b in picks], scenario, config, store)
+    whole = measure_units(parent, [TimedBlock(b) for b in picks], scenario, config, store)
     table = Table(title="whole block vs attention + FFN sub-blocks (first batch size)")
     for col in ("block", "whole prefill", "sum prefill", "diff %", "whole decode", "sum decode", "diff %"):
         table.add_column(col, justify="left" if col == "block" else "right")
     b = scenario.batch_sizes[0]
     for blk in picks:
-        w = whole.entry(Unit(blk), b)
+        w = whole.entry(TimedBlock(blk), b)
         s = next(v for v in library.layers[0].values() if v.block_config == blk).stats_for_batch(b)
         table.add_row(
-            Unit(blk).label(parent),
+            TimedBlock(blk).label(parent),
             f"{w['prefill_ms']:.3f}",
             f"{s['prefill_ms']:.3f}",
             f"{100 * (s['prefill_ms'] - w['prefill_ms']) / w['prefill_ms']:+.1f}",

@@ -79,13 +79,15 @@ def reading(data, batch_size: int, repeats: int) -> Table:
     table = Table(title=f"reading the cache ({split.num_sequences:,} sequences of {split.seq_len})")
     for col in ("batches", "median s / epoch", "tokens/s"):
         table.add_column(col, justify="right")
-    table.add_row(f"{batch_size} x {split.seq_len}, shuffled", f"{statistics.median(times):.3f}", f"{median_rate(tokens, times):,.0f}")
+    table.add_row(f"{batch_size} x {split.seq_len}, shuffled", f"{statistics.median(times):.3f}",
+                  f"{median_rate(tokens, times):,.0f}")
     return table
 
 
 def pretraining(cfg: EmbeddedParentConfig, data, tok, steps: int, warmup: int) -> Table:
     precisions = ["fp32"] + (["bf16"] if resolve_precision("auto") == "bf16" else [])
-    table = Table(title=f"pretraining steps ({cfg.train.batch_size} x {cfg.seq_len} tokens; torch threads {torch.get_num_threads()})")
+    table = Table(title=f"pretraining steps ({cfg.train.batch_size} x {cfg.seq_len} tokens; "
+                        f"torch threads {torch.get_num_threads()})")
     for col in ("precision", "median step ms", "tokens/s", "vs fp32"):
         table.add_column(col, justify="left" if col == "precision" else "right")
     device = torch.device("cpu")
@@ -110,7 +112,8 @@ def pretraining(cfg: EmbeddedParentConfig, data, tok, steps: int, warmup: int) -
         fp32_rate = fp32_rate or rate
         table.add_row(precision, f"{1000 * statistics.median(times):.0f}", f"{rate:,.0f}", f"{rate / fp32_rate:.2f}x")
     seconds = cfg.train.token_budget / rate
-    table.caption = f"default budget {cfg.train.token_budget:,} tokens at {precisions[-1]}: ~{seconds:.0f} s of training"
+    table.caption = (f"default budget {cfg.train.token_budget:,} tokens at {precisions[-1]}: "
+                     f"~{seconds:.0f} s of training")
     return table
 
 
@@ -121,7 +124,8 @@ def main() -> None:
     cfg = EmbeddedParentConfig()
     repeats, steps, warmup = 3, 10, 2
     if args.quick:
-        cfg = cfg.model_copy(update={"corpus": EmbeddedSource(max_files=20, classification_episodes=300, recall_episodes=150)})
+        corpus = EmbeddedSource(max_files=20, classification_episodes=300, recall_episodes=150)
+        cfg = cfg.model_copy(update={"corpus": corpus})
         repeats, steps, warmup = 1, 3, 1
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)

@@ -41,7 +41,7 @@ def main() -> int:
     from puzzle_ray.measure import (
         MeasureConfig,
         Scenario,
-        Unit,
+        TimedBlock,
         measure_blocks,
         measure_units,
     )
@@ -88,10 +88,12 @@ def main() -> int:
 
     device = "cpu" if smoke else "cuda"
     console.print(
-        f"device: {torch.cuda.get_device_name() if not smoke else 'cpu (smoke)'}; torch {torch.__version__}, CUDA {torch.version.cuda}"
+        f"device: {torch.cuda.get_device_name() if not smoke else 'cpu (smoke)'}; "
+        f"torch {torch.__version__}, CUDA {torch.version.cuda}"
     )
     console.print(
-        f"parent: {shape}, kv heads {kv_heads[0]}; scenario {scenario.model_dump()}; stack depth {config.stack_depth}, repeats {config.repeats}"
+        f"parent: {shape}, kv heads {kv_heads[0]}; scenario {scenario.model_dump()}; "
+        f"stack depth {config.stack_depth}, repeats {config.repeats}"
     )
     ray.init(
         address="local",
@@ -108,11 +110,13 @@ def main() -> int:
             console.print("[red]failed:[/] " + "; ".join(m.failures))
             return 1
         console.print(
-            f"measured {m.num_measured} (unit, batch) entries in {m.num_tasks} tasks, {time.perf_counter() - start:.0f} s"
+            f"measured {m.num_measured} (unit, batch) entries in {m.num_tasks} tasks, "
+            f"{time.perf_counter() - start:.0f} s"
         )
 
         table = Table(
-            title=f"sub-blocks on {m.fingerprint['hardware']} ({scenario.prefill_len} prefill, decode at context ~{scenario.decode_context}, bf16)"
+            title=f"sub-blocks on {m.fingerprint['hardware']} ({scenario.prefill_len} prefill, "
+            f"decode at context ~{scenario.decode_context}, bf16)"
         )
         for col in ("unit", "B", "prefill ms", "± IQR", "decode ms/step", "± IQR", "fits"):
             table.add_column(col, justify="left" if col == "unit" else "right")
@@ -134,9 +138,10 @@ def main() -> int:
         title = f"variants (attention x FFN) at batch {b0}: runtime = prefill + {scenario.decode_len} x decode"
         table = variants_table(library, b0, title)
         console.print(table)
-        nb = library.meta["non_block"]
+        nb = library.meta.non_block
         console.print(
-            f"non-block part: prefill {nb['prefill_ms']:.3f} ms, decode {nb['decode_ms']:.4f} ms/step at B={scenario.batch_sizes[0]}"
+            f"non-block part: prefill {nb['prefill_ms']:.3f} ms, decode {nb['decode_ms']:.4f} ms/step "
+            f"at B={scenario.batch_sizes[0]}"
         )
 
         picks = [
@@ -144,17 +149,17 @@ def main() -> int:
             BlockConfig(attentions[2 if not smoke else 1], ffns[2 if not smoke else 1]),
             BlockConfig(attentions[-2], ffns[0]),
         ]
-        whole = measure_units(parent, [Unit(b) for b in picks], scenario, config, store)
+        whole = measure_units(parent, [TimedBlock(b) for b in picks], scenario, config, store)
         table = Table(title="whole block vs attention + FFN sub-blocks")
         for col in ("block", "B", "whole prefill", "sum prefill", "diff %", "whole decode", "sum decode", "diff %"):
             table.add_column(col, justify="left" if col == "block" else "right")
         for blk in picks:
             for b in scenario.batch_sizes:
-                w, s = whole.entry(Unit(blk), b), m.block_stats(blk)["by_batch"][str(b)]
+                w, s = whole.entry(TimedBlock(blk), b), m.block_stats(blk)["by_batch"][str(b)]
                 if not w["fits"] or "prefill_ms" not in s:
                     continue
                 table.add_row(
-                    Unit(blk).label(parent),
+                    TimedBlock(blk).label(parent),
                     str(b),
                     f"{w['prefill_ms']:.3f}",
                     f"{s['prefill_ms']:.3f}",
@@ -186,7 +191,8 @@ def _e2e(console, parent, library, scenario, config, device, attentions, ffns, q
     e2e_scenario = scenario.model_copy(update={"batch_sizes": scenario.batch_sizes[:2]})
     e2e_config = config.model_copy(update={"repeats": 5, "warmup": 2})
     table = Table(
-        title=f"cost model: predicted vs measured end-to-end ({scenario.prefill_len} prefill + {scenario.decode_len} decode)"
+        title=f"cost model: predicted vs measured end-to-end "
+        f"({scenario.prefill_len} prefill + {scenario.decode_len} decode)"
     )
     for col in (
         "child",

@@ -88,30 +88,31 @@ class Headline:
         import torch
 
         from puzzle_ray.arch.convert import convert_from_hf
-        from puzzle_ray.arch.summary import load_puzzle_config
+        from puzzle_ray.arch.config import load_puzzle_config
         from puzzle_ray.arch.weights import fingerprint
         from puzzle_ray.baselines.calibration import calibrate_parent
         from puzzle_ray.baselines.costs import CostModel, cost_library
         from puzzle_ray.baselines.depth import REMOVED
         from puzzle_ray.baselines.uniform import uniform_candidates
-        from puzzle_ray.data import open_token_cache
-        from puzzle_ray.workflows.engine import Runner, StageContext
         from puzzle_ray.configs import content_hash
-        from puzzle_ray.workflows.stages import bld_data, merged_library, read_library, save_library
+        from puzzle_ray.data import open_token_cache
+        from puzzle_ray.library.build import BLDData
+        from puzzle_ray.library.record import Library
+        from puzzle_ray.workflows.engine import Runner
 
         shared = [s for s in self.stages if s.name in SHARED_STAGES]
         runner = Runner(shared, self.workflow, self.store)
         with phase("shared stages: " + ", ".join(SHARED_STAGES)):
             runner.run(stage_context=self.stage_context(self.run_id, "shared/"))
-        self.outputs = {name: st.outputs for name, st in runner.status.items()}
+        self.outputs = {name: st.output for name, st in runner.status.items()}
         self.keys = runner.keys
-        self.parent_dir = Path(self.outputs["parent"]["model_dir"])
+        self.parent_dir = Path(self.outputs["parent"].model_dir)
         self.parent_fp = fingerprint(self.parent_dir)
         self.parent_config = load_puzzle_config(self.parent_dir)
-        self.tokens = open_token_cache(self.outputs["parent"]["tokens"])
-        ctx = StageContext(self.workflow, self.store, "solve", "", {k: self.outputs[k] for k in ("score", "measure")})
-        self.library = merged_library(ctx)  # scores + measured costs: the MIP's input, and greedy's and random's
-        measured = read_library(self.store, self.outputs["measure"]["library"])
+        self.tokens = open_token_cache(self.outputs["parent"].tokens)
+        measured = Library.read(self.store, self.outputs["measure"].library)
+        # scores + measured costs: the MIP's input, and greedy's and random's
+        self.library = Library.read(self.store, self.outputs["score"].library).with_costs(measured)
         self.uniform_grid = []
         if "uniform" in self.config.methods:
             self.uniform_grid = uniform_candidates(self.parent_config, self.workflow.search_space.round_to)
@@ -122,18 +123,18 @@ class Headline:
                                                "extra": [b.to_dict(hidden) for b in self.extra_blocks]})
         with phase(f"cost library: {len(self.extra_blocks)} baseline blocks beside the library's"):
             if self.store.exists(f"{key}/block_library.json"):  # skips even the measurement fleet's start-up
-                self.cost_library = read_library(self.store, key)
+                self.cost_library = Library.read(self.store, key)
             else:
                 self.cost_library = cost_library(measured, self.parent_config, self.extra_blocks, m.scenario,
                                                  m.measure, self.store)
-                save_library(self.store, key, self.cost_library)
+                self.cost_library.write(self.store, key)
             self.costs = CostModel(self.cost_library, self.parent_config)
         self.calibration = None
         if {"uniform", "depth"} & set(self.config.methods):
             with phase("parent calibration: FFN channel contributions, block influence"):
                 parent = convert_from_hf(self.parent_dir, dtype=torch.float32).eval()
-                ctx = StageContext(self.workflow, self.store, "library", "", {"parent": self.outputs["parent"]})
-                self.calibration = calibrate_parent(parent, bld_data(ctx).calibration())
+                batches = BLDData.from_tokens(self.tokens, self.workflow.bld).calibration()
+                self.calibration = calibrate_parent(parent, batches)
                 self.parent_model = parent
 
     # -- one row --------------------------------------------------------------------------------------------
@@ -178,9 +179,11 @@ class Headline:
                             mlflow_run_id=run_id, tokenizer_dir=self.parent_dir)
         key = content_hash({"parent": self.parent_fp, "child": fingerprint(distilled), "measure": self.keys["measure"],
                             "extra": [b.to_dict(self.parent_config.hidden_size) for b in self.extra_blocks],
-                            "evaluate": w.evaluate.model_dump(mode="json"), "scenario": w.measure.scenario.model_dump(mode="json")})
+                            "evaluate": w.evaluate.model_dump(mode="json"),
+                            "scenario": w.measure.scenario.model_dump(mode="json")})
         result.report, reused = stored_report(self.store, key, lambda: evaluate(
-            self.parent_dir, distilled, self.tokens.validation, w.measure.scenario, w.evaluate, library=self.cost_library))
+            self.parent_dir, distilled, self.tokens.validation, w.measure.scenario, w.evaluate,
+            library=self.cost_library))
         if reused:
             self.client.set_tag(run_id, "headline.eval_reused", "true")
         result.report.log_to_mlflow(run_id)
@@ -192,13 +195,13 @@ class Headline:
 
     # -- methods --------------------------------------------------------------------------------------------
     def puzzle(self, target: float):
-        from puzzle_ray.evaluate.report import EvalReport
-        from puzzle_ray.search import InfeasibleError, SearchConfig
+        from puzzle_ray.solve import InfeasibleError, SearchConfig
         from puzzle_ray.workflows.engine import Runner, StageFailed, format_exception
 
         def choose(result, run_id):
             search = SearchConfig(**{**self.workflow.search.model_dump(), "constraints": [constraint(target)]})
-            cfg = self.workflow.model_copy(update={"search": search, "name": f"{self.workflow.name}-headline-{target:g}x"})
+            name = f"{self.workflow.name}-headline-{target:g}x"
+            cfg = self.workflow.model_copy(update={"search": search, "name": name})
             runner = Runner(self.stages, cfg, self.store)
             try:
                 runner.run(stage_context=self.stage_context(run_id))
@@ -207,11 +210,11 @@ class Headline:
                     result.note = f"the MIP finds no architecture meeting {target:g}x"
                     return
                 raise RuntimeError(f"Puzzle at {target:g}x: {format_exception(e)}") from e
-            out = {name: st.outputs for name, st in runner.status.items()}
-            blocks = [self.library.layers[i][n].block_config for i, n in enumerate(out["solve"]["chosen"])]
+            out = {name: st.output for name, st in runner.status.items()}
+            blocks = [self.library.layers[i][n].block_config for i, n in enumerate(out["solve"].chosen)]
             result.architecture = self.describe(blocks)
             result.predicted_speedup = self.costs.speedup(blocks)
-            result.report = EvalReport.from_json(out["evaluate"]["report"])
+            result.report = out["evaluate"].eval_report
             result.report.log_to_mlflow(run_id)
 
         return self.row(target, "puzzle", "Puzzle (MIP)", choose)
@@ -234,7 +237,7 @@ class Headline:
             key = content_hash({"method": "prune", "parent": self.parent_fp,
                                 "blocks": [b.to_dict(self.parent_config.hidden_size) for b in blocks],
                                 "calibration": {"batches": bld.calibration_batches, "micro_batch": bld.micro_batch_size,
-                                                "seed": bld.seed, "tokens": Path(self.outputs["parent"]["tokens"]).name}})
+                                                "seed": bld.seed, "tokens": Path(self.outputs["parent"].tokens).name}})
 
             def build(folder: Path) -> None:
                 child = prune_from_parent(self.parent_model, blocks, self.calibration)
@@ -281,8 +284,9 @@ class Headline:
             blocks = [self.library.layers[i][n].block_config for i, n in enumerate(chosen)]
             result.architecture = self.describe(blocks)
             result.predicted_speedup = self.costs.speedup(blocks)
-            key = content_hash({"method": "library", "library": self.outputs["library"]["library"], "chosen": chosen})
-            child = stored_model(self.store, key, lambda folder: realize(self.library, chosen, self.store, folder, overwrite=True))
+            key = content_hash({"method": "library", "library": self.outputs["library"].library, "chosen": chosen})
+            child = stored_model(self.store, key,
+                                 lambda folder: realize(self.library, chosen, self.store, folder, overwrite=True))
             self.distil_and_evaluate(result, child, run_id)
 
         return self.row(target, method, label, choose, tags)
@@ -308,7 +312,8 @@ class Headline:
                 except NoRandomArchitecture as e:
                     return None, str(e)
 
-            rows.append(self.from_library(target, "random", f"random (draw {draw})", pick, {"headline.draw": str(draw)}))
+            rows.append(self.from_library(target, "random", f"random (draw {draw})", pick,
+                                          {"headline.draw": str(draw)}))
         return rows
 
     def tokenizer(self):
@@ -332,19 +337,23 @@ def constraint(target: float) -> str:
 def setup_lines(h: Headline) -> list[str]:
     w, s = h.workflow, h.workflow.measure.scenario
     p, block = h.parent_config, h.parent_config.block_configs[0]
-    kv = block.attention.num_kv_heads(p.num_attention_heads) if block.attention.kind == "gqa" else block.attention.kind
-    ffn = block.ffn.intermediate_size if block.ffn.kind == "swiglu" else block.ffn.kind
+    a, f = block.attention, block.ffn
+    kv = a.kind.size(a, p.num_attention_heads) if a.kind.resizable else a.kind
+    ffn = f.kind.size(f) if f.kind.resizable else f.kind
     lines = [
         f"Parent: workflow `{w.name}`'s ({p.num_hidden_layers} layers, hidden {p.hidden_size}, {p.num_attention_heads} "
         f"heads / {kv} KV heads, FFN {ffn}, vocabulary {p.vocab_size}; fingerprint {h.parent_fp})",
         f"Scenario: batch {s.batch_sizes[0]}, prefill {s.prefill_len}, decode {s.decode_len} tokens, {s.dtype}; "
         f"predicted parent decode step {h.costs.parent_total:.3f} ms",
-        f"Search space: attention {w.search_space.attention}, FFN {w.search_space.ffn} (round to {w.search_space.round_to}); "
+        f"Search space: attention {w.search_space.attention}, FFN {w.search_space.ffn} "
+        f"(round to {w.search_space.round_to}); "
         f"BLD {w.bld.token_budget:,} tokens per variant; MIP objective `{w.search.objective}`",
-        f"GKD for every child: {w.distill.token_budget:,} tokens, {w.distill.engine}, {w.distill.num_workers} worker(s), "
+        f"GKD for every child: {w.distill.token_budget:,} tokens, {w.distill.engine}, "
+        f"{w.distill.num_workers} worker(s), "
         f"lr {w.distill.lr:g}, seed {w.distill.seed}",
-        f"Evaluation: {w.evaluate.max_batches} held-out batches of {w.evaluate.batch_size}; episodes {w.evaluate.episode_count} "
-        f"x demos {w.evaluate.episode_demos}, {w.evaluate.episode_classes} classes; speed {w.evaluate.measure.warmup} warm-up + "
+        f"Evaluation: {w.evaluate.max_batches} held-out batches of {w.evaluate.batch_size}; "
+        f"episodes {w.evaluate.episode_count} x demos {w.evaluate.episode_demos}, "
+        f"{w.evaluate.episode_classes} classes; speed {w.evaluate.measure.warmup} warm-up + "
         f"{w.evaluate.measure.repeats} timed requests, {w.evaluate.measure.torch_threads} thread(s)",
         f"Random architectures: {h.config.random_samples} per target, predicted decode time within "
         f"[{h.config.random_band:g} x budget, budget]; seed {h.config.seed}",
@@ -359,7 +368,7 @@ def run_headline(config, workflow):
 
     from puzzle_ray.baselines.report import HeadlineReport, machine_info
     from puzzle_ray.cluster import connect
-    from puzzle_ray.workflows.plan import preflight
+    from puzzle_ray.workflows.preflight import preflight
     from puzzle_ray.workflows.tracking import tracking_uri
 
     from puzzle_ray.store import ArtifactStore
@@ -389,8 +398,8 @@ def run_headline(config, workflow):
             for target in config.targets:
                 results += h.run_target(target)
             machine |= {"load_end": f"{os.getloadavg()[0]:.2f}", "wall_s": time.time() - started}
-            report = HeadlineReport(f"Headline benchmark: Puzzle vs. simpler compression at equal speed ({workflow.name})",
-                                    results, machine, setup_lines(h))
+            title = f"Headline benchmark: Puzzle vs. simpler compression at equal speed ({workflow.name})"
+            report = HeadlineReport(title, results, machine, setup_lines(h))
             text = report.markdown()
             mlflow.log_text(text, "headline.md")
             mlflow.log_table(table_columns(results), "headline_table.json")
@@ -435,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     from puzzle_ray.ui import console, fail
     from puzzle_ray.workflows.config import ConfigError
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, help=f"headline config (default {DEFAULT_CONFIG.name})")
     ap.add_argument("--quick", action="store_true", help=f"the small version ({QUICK_CONFIG.name})")
     ap.add_argument("--targets", type=float, nargs="+", help="override the config's speed-up targets")

@@ -31,7 +31,6 @@ from rich.table import Table
 from puzzle_ray.arch import PuzzleForCausalLM
 from puzzle_ray.parent import ParentModelConfig, PretrainConfig
 from puzzle_ray.parent.model import build_parent_model
-from puzzle_ray.parent.schedule import lr_at
 from puzzle_ray.parent.train import optimizer_for
 
 VOCAB = 4096  # the embedded tokenizer's size; only `alphabet` ids of it occur
@@ -98,7 +97,7 @@ def run(setting: Setting, tokens_per_step: int, seed: int = 0) -> dict:
     start = time.perf_counter()
     for step in range(setting.steps):
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, setting.steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+            group["lr"] = cfg.lr_at(step, setting.steps)
         ids = repeated_segments(rng, rows, setting.context, setting.alphabet)
         model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -7,7 +7,7 @@
     from ../shared/reference/nvlabs-puzzle-llama-3.3-70b-library/ (never copied; skipped when absent), under its
     authors' three scenarios. Target: each solve proven optimal in < 1 s, model building included.
 (b) Synthetic 80 x 54 and 126 x 54 libraries (Llama-70B shapes, 6 attention x 9 FFN variants). Target: < 5 s.
-(c) Model building: the vectorised formulation used by puzzle_ray.search (one variable vector, sparse matrices)
+(c) Model building: the vectorised formulation used by puzzle_ray.solve (one variable vector, sparse matrices)
     against a naive one (one variable per layer, a Python sum per constraint).
 
 "wall" is the whole `search()` call: validation, model building, cvxpy canonicalisation, HiGHS, and the
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from puzzle_ray.search import SearchConfig, load_library, plan, search
-from puzzle_ray.search.synthetic import synthetic_library
+from puzzle_ray.solve import SearchConfig, load_library, problems_for, search
+from puzzle_ray.solve.synthetic import synthetic_library
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "nvlabs-puzzle-llama-3.3-70b-library"
 
@@ -43,7 +43,8 @@ SYNTHETIC_SCENARIOS = [
 
 
 def run(library, constraints, num_solutions, min_diversity, repeats):
-    config = SearchConfig(constraints=constraints, num_solutions=num_solutions, min_diversity=min_diversity, use_ray=False)
+    config = SearchConfig(constraints=constraints, num_solutions=num_solutions, min_diversity=min_diversity,
+                          use_ray=False)
     walls, cpus, result = [], [], None
     for _ in range(repeats):
         start, cpu = time.perf_counter(), time.process_time()
@@ -67,7 +68,8 @@ def table(title, rows, target_s):
         status = "optimal" if all(s.status == "optimal" for s in sols) else "/".join(sorted({s.status for s in sols}))
         gap = max(s.mip_gap or 0.0 for s in sols)
         ok = "ok" if per < target_s and status == "optimal" else "MISSED"
-        print(f"{name:<22} {len(sols):>4} {wall:>7.3f} {cpu:>6.3f} {per:>9.3f} {worst:>11.3f} {build:>7.3f} {status:>8} "
+        print(f"{name:<22} {len(sols):>4} {wall:>7.3f} {cpu:>6.3f} {per:>9.3f} {worst:>11.3f} {build:>7.3f} "
+              f"{status:>8} "
               f"{gap:>8.1e} {sols[0].objective:>10.4f}  {ok} (< {target_s:g} s per solution)")
 
 
@@ -130,7 +132,7 @@ def main() -> None:
         library = synthetic_library(num_layers=layers, batch_sizes=(256,), seed=layers)
         rows = [(name, *run(library, c, n, d, repeats)) for name, c, n, d in SYNTHETIC_SCENARIOS]
         table(f"(b) synthetic library, {layers} layers x 54 variants (batch 256)", rows, 5.0)
-        problems[layers] = plan(library, SearchConfig(constraints=SYNTHETIC_SCENARIOS[2][1]))[0]
+        problems[layers] = problems_for(library, SearchConfig(constraints=SYNTHETIC_SCENARIOS[2][1]))[0]
 
     print("\n(c) model building + canonicalisation, no solve (median of repeats)")
     print(f"{'library':<16} {'vectorised s':>12} {'naive loop s':>12} {'ratio':>6}")

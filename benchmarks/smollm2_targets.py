@@ -49,7 +49,8 @@ def main() -> None:
     table.add_column("parent", justify="right")
     for t in reports:
         table.add_column(f"child, decode <= {t:g} x parent", justify="right")
-    md = [f"# {args.plan.stem}: parent vs child at {len(reports)} targets", "", f"Measured on {hardware_name('cpu')}.", "",
+    md = [f"# {args.plan.stem}: parent vs child at {len(reports)} targets", "",
+          f"Measured on {hardware_name('cpu')}.", "",
           "| metric | parent | " + " | ".join(f"child, decode <= {t:g} x parent" for t in reports) + " |",
           "|---|---:|" + "---:|" * len(reports)]
     for i, row in enumerate(first.rows):

@@ -17,18 +17,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Puzzle NAS a
 
 # Each package adds its own subcommands through `puzzle_ray.<package>.cli.register(app)`; a package that does
 # not exist yet (or has no commands) is skipped.
-COMMAND_PACKAGES = ["data", "parent", "library", "score", "measure", "search", "distill", "evaluate", "pcw", "workflows"]
+COMMAND_PACKAGES = ["data", "parent", "library", "score", "measure", "solve", "distill", "evaluate", "pcw", "workflows"]
 
 
 @app.command()
 def inspect(
-    config: Annotated[Path, typer.Argument(help="config.json (nemotron-nas, Llama, Qwen2 or Mistral), a model folder or a .gguf file")],
-    parent: Annotated[Optional[Path], typer.Option(help="the parent's config.json, folder or .gguf, to compare against")] = None,
+    config: Annotated[
+        Path, typer.Argument(help="config.json (nemotron-nas or a parent family: Llama, Qwen2, Qwen3, Mistral), "
+                                  "a model folder or a .gguf file")
+    ],
+    parent: Annotated[
+        Optional[Path], typer.Option(help="the parent's config.json, folder or .gguf, to compare against")
+    ] = None,
     dtype: Annotated[str, typer.Option(help="KV-cache dtype for the byte counts")] = "bfloat16",
     verify: Annotated[bool, typer.Option(help="also count parameters on the meta device")] = True,
 ) -> None:
     """Per-layer architecture table, parameters and KV-cache bytes per token, without loading weights."""
-    from .arch.summary import count_params_on_meta, layer_table, load_puzzle_config, totals_table
+    from .arch.summary import count_params_on_meta, layer_table, totals_table
+    from .arch.config import load_puzzle_config
     from .arch.stats import model_stats
 
     def load(path: Path):
@@ -54,7 +60,9 @@ def inspect(
 
 @app.command()
 def convert(
-    parent_dir: Annotated[Path, typer.Argument(help="a local Llama / Qwen2 / Mistral Hugging Face model folder or .gguf file")],
+    parent_dir: Annotated[
+        Path, typer.Argument(help="a local Llama / Qwen2 / Qwen3 / Mistral Hugging Face model folder or .gguf file")
+    ],
     out_dir: Annotated[Path, typer.Argument(help="where to write the nemotron-nas export")],
     overwrite: bool = False,
 ) -> None:

@@ -4,7 +4,7 @@ import pytest
 
 from puzzle_ray.arch import BlockConfig, BlockConfigError, PuzzleConfig
 from puzzle_ray.arch.blocks import engine_intermediate_size, ffn_mult_for
-from puzzle_ray.arch.summary import load_puzzle_config
+from puzzle_ray.arch.config import load_puzzle_config
 
 from .conftest import reference_file
 
@@ -46,15 +46,23 @@ def test_every_block_kind_is_accepted():
 @pytest.mark.parametrize(
     "block, message",
     [
-        ({"attention": {"n_heads_in_group": 3}, "ffn": {"ffn_mult": 1.0}}, r"block_configs\[1\]\.attention\.n_heads_in_group=3 does not divide"),
-        ({"attention": {"no_op": True, "replace_with_linear": True}, "ffn": {"ffn_mult": 1.0}}, r"block_configs\[1\]\.attention: no_op and replace_with_linear"),
-        ({"attention": {"n_heads_in_group": 2}, "ffn": {"no_op": True, "replace_with_linear": True}}, r"block_configs\[1\]\.ffn: no_op and replace_with_linear"),
+        ({"attention": {"n_heads_in_group": 3}, "ffn": {"ffn_mult": 1.0}},
+         r"block_configs\[1\]\.attention\.n_heads_in_group=3 does not divide"),
+        ({"attention": {"no_op": True, "replace_with_linear": True}, "ffn": {"ffn_mult": 1.0}},
+         r"block_configs\[1\]\.attention: no_op and replace_with_linear"),
+        ({"attention": {"n_heads_in_group": 2}, "ffn": {"no_op": True, "replace_with_linear": True}},
+         r"block_configs\[1\]\.ffn: no_op and replace_with_linear"),
         ({"attention": {"n_heads_in_group": 2}, "ffn": {}}, r"block_configs\[1\]\.ffn: a SwiGLU FFN needs"),
-        ({"attention": {"n_heads_in_group": 2}, "ffn": {"intermediate_size": -5}}, r"block_configs\[1\]\.ffn\.intermediate_size=-5"),
-        ({"attention": {"n_heads_in_group": 0}, "ffn": {"ffn_mult": 1.0}}, r"block_configs\[1\]\.attention\.n_heads_in_group=0"),
-        ({"attention": {"n_heads_in_group": None}, "ffn": {"ffn_mult": 1.0}}, r"block_configs\[1\]\.attention\.n_heads_in_group is required"),
-        ({"attention": {"n_heads_in_group": 2, "window_length": 128}, "ffn": {"ffn_mult": 1.0}}, r"block_configs\[1\]\.attention\.window_length=128: this feature is not supported"),
-        ({"attention": {"n_heads_in_group": 2}, "ffn": {"ffn_mult": 1.0, "moe": {"num_experts": 8}}}, r"block_configs\[1\]\.ffn\.moe="),
+        ({"attention": {"n_heads_in_group": 2}, "ffn": {"intermediate_size": -5}},
+         r"block_configs\[1\]\.ffn\.intermediate_size=-5"),
+        ({"attention": {"n_heads_in_group": 0}, "ffn": {"ffn_mult": 1.0}},
+         r"block_configs\[1\]\.attention\.n_heads_in_group=0"),
+        ({"attention": {"n_heads_in_group": None}, "ffn": {"ffn_mult": 1.0}},
+         r"block_configs\[1\]\.attention\.n_heads_in_group is required"),
+        ({"attention": {"n_heads_in_group": 2, "window_length": 128}, "ffn": {"ffn_mult": 1.0}},
+         r"block_configs\[1\]\.attention\.window_length=128: this feature is not supported"),
+        ({"attention": {"n_heads_in_group": 2}, "ffn": {"ffn_mult": 1.0, "moe": {"num_experts": 8}}},
+         r"block_configs\[1\]\.ffn\.moe="),
         ({"attention": {"n_heads_in_group": 2}}, r"block_configs\[1\] must be an object with 'attention' and 'ffn'"),
     ],
 )
@@ -66,7 +74,8 @@ def test_bad_blocks_are_rejected_naming_layer_and_field(block, message):
 
 def test_wrong_number_of_blocks_is_rejected():
     with pytest.raises(BlockConfigError, match="block_configs has 1 entries but num_hidden_layers=2"):
-        PuzzleConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, block_configs=[{"attention": {"no_op": True}, "ffn": {"no_op": True}}])
+        PuzzleConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2,
+                     block_configs=[{"attention": {"no_op": True}, "ffn": {"no_op": True}}])
 
 
 def test_null_valued_nvidia_keys_are_accepted():

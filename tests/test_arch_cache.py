@@ -36,7 +36,8 @@ def test_logits_equal_with_and_without_cache():
 def test_generate_with_cache_matches_greedy_without_cache():
     model = tiny_mixed_child()
     ids = torch.randint(0, 128, (2, 5))
-    generated = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False, pad_token_id=0)
+    generated = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                               pad_token_id=0)
     seq = ids
     with torch.no_grad():
         for _ in range(8):
@@ -48,7 +49,8 @@ def test_generate_with_cache_matches_greedy_without_cache():
 def test_sampling_generates_within_vocab():
     model = tiny_mixed_child()
     ids = torch.randint(0, 128, (2, 4))
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=True, top_k=10, pad_token_id=0)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=True, top_k=10,
+                         pad_token_id=0)
     assert out.shape == (2, 10) and int(out.max()) < 128
 
 

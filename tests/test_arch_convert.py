@@ -48,13 +48,17 @@ def test_greedy_generation_equal_parent(parent):
 def test_parent_features_are_carried():
     qwen = puzzle_config_from_hf(tiny_qwen2().config)
     assert qwen.qkv_bias and not qwen.attention_bias and qwen.tie_word_embeddings
-    llama = puzzle_config_from_hf(tiny_llama(rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}).config)
+    rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    llama = puzzle_config_from_hf(tiny_llama(rope_parameters=rope).config)
     assert llama.rope_parameters["rope_type"] == "llama3"
     assert [b.attention.num_kv_heads(4) for b in llama.block_configs] == [2, 2, 2]
 
 
 def test_llama3_rope_scaling_parent_is_exact():
-    parent = tiny_llama(rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
+    parent = tiny_llama(rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                         "original_max_position_embeddings": 64})
     child = convert_from_hf(parent)
     ids = torch.randint(0, 128, (1, 150))  # past original_max_position_embeddings
     with torch.no_grad():

@@ -23,7 +23,8 @@ torch.save({"logits": m(ids).logits.detach(), "cls": type(m).__name__}, sys.argv
 
 def reload_in_subprocess(model_dir, ids, tmp_path):
     torch.save(ids, tmp_path / "ids.pt")
-    subprocess.run([sys.executable, "-c", RELOAD, str(model_dir), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt")], check=True)
+    subprocess.run([sys.executable, "-c", RELOAD, str(model_dir), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt")],
+                   check=True)
     return torch.load(tmp_path / "out.pt", weights_only=True)
 
 
@@ -33,13 +34,15 @@ def test_export_layout(tmp_path):
     cfg = json.loads((tmp_path / "child" / "config.json").read_text())
     assert cfg["architectures"] == ["DeciLMForCausalLM"] and cfg["model_type"] == "nemotron-nas"
     assert len(cfg["block_configs"]) == 5
-    assert cfg["block_configs"][0]["attention"] == {"n_heads_in_group": None, "no_op": True, "replace_with_linear": False}
+    assert cfg["block_configs"][0]["attention"] == {"n_heads_in_group": None, "no_op": True,
+                                                    "replace_with_linear": False}
     assert cfg["block_configs"][1]["attention"]["n_heads_in_group"] == 2
     assert "auto_map" not in cfg and cfg["intermediate_size"] is None and cfg["num_key_value_heads"] is None
     names = set(load_file(tmp_path / "child" / "model.safetensors"))
     assert "model.layers.1.mlp.linear_mlp.weight" in names
     assert "model.layers.2.self_attn.linear_attn.weight" in names
-    assert not any(n.startswith("model.layers.0.self_attn") or n.startswith("model.layers.0.input_layernorm") for n in names)
+    assert not any(n.startswith("model.layers.0.self_attn") or n.startswith("model.layers.0.input_layernorm")
+                   for n in names)
     assert not any(n.startswith("model.layers.2.mlp") or "layers.2.post_attention_layernorm" in n for n in names)
     # widths 64 and 32 are not multiples of 256: the engines could not read them, and we say so.
     assert any("layer 0: 64" in w and "layer 3: 32" in w for w in warnings)
@@ -90,10 +93,12 @@ def test_export_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path):
 def test_convert_cli_writes_parent_unchanged(tmp_path):
     parent = tiny_qwen2()
     parent.save_pretrained(tmp_path / "hf")
-    subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "convert", str(tmp_path / "hf"), str(tmp_path / "out")], check=True)
+    subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "convert", str(tmp_path / "hf"), str(tmp_path / "out")],
+                   check=True)
     ids = torch.randint(0, 128, (1, 7))
     out = reload_in_subprocess(tmp_path / "out", ids, tmp_path)
     with torch.no_grad():
         assert (out["logits"] - parent(ids).logits).abs().max().item() <= 1e-5
-    bad = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "convert", str(tmp_path / "missing"), str(tmp_path / "o2")], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "convert", str(tmp_path / "missing"),
+                          str(tmp_path / "o2")], capture_output=True, text=True)
     assert bad.returncode != 0 and "no config.json" in bad.stderr and not (tmp_path / "o2").exists()

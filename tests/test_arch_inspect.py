@@ -9,7 +9,8 @@ import torch
 
 from puzzle_ray.arch import PuzzleConfig
 from puzzle_ray.arch.stats import kv_bytes_per_token, model_stats
-from puzzle_ray.arch.summary import count_params_on_meta, layer_table, load_puzzle_config, totals_table
+from puzzle_ray.arch.summary import count_params_on_meta, layer_table, totals_table
+from puzzle_ray.arch.config import load_puzzle_config
 
 from .tiny_models import tiny_mixed_child, tiny_qwen2
 
@@ -17,7 +18,8 @@ LLAMA_70B = {
     "model_type": "llama", "vocab_size": 128256, "hidden_size": 8192, "intermediate_size": 28672,
     "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8, "max_position_embeddings": 131072,
     "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
+    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}, "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": False,
 }
 
 
@@ -25,11 +27,12 @@ def nemotron_51b_like() -> dict:
     """An 80-layer, 8192-hidden nemotron-nas config with the 51B child's kinds of blocks."""
     blocks = []
     for i in range(80):
-        att = {"no_op": True} if i % 3 == 2 else {"replace_with_linear": True} if i % 7 == 5 else {"n_heads_in_group": 8 if i % 2 else 64}
+        att = ({"no_op": True} if i % 3 == 2 else {"replace_with_linear": True} if i % 7 == 5
+               else {"n_heads_in_group": 8 if i % 2 else 64})
         ffn = {"ffn_mult": [1.3125, 2.625, 5.25, 3.5][i % 4]} if i % 11 else {"no_op": True}
         blocks.append({"attention": att, "ffn": ffn})
-    return {**LLAMA_70B, "model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], "intermediate_size": None,
-            "num_key_value_heads": None, "block_configs": blocks}
+    return {**LLAMA_70B, "model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"],
+            "intermediate_size": None, "num_key_value_heads": None, "block_configs": blocks}
 
 
 def test_formulas_match_allocated_parameters():
@@ -59,7 +62,8 @@ def test_kv_bytes_per_token():
 def test_cli_inspect_with_parent(tmp_path):
     (tmp_path / "child.json").write_text(json.dumps(nemotron_51b_like()))
     (tmp_path / "parent.json").write_text(json.dumps(LLAMA_70B))
-    res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "inspect", str(tmp_path / "child.json"), "--parent", str(tmp_path / "parent.json")],
+    res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "inspect", str(tmp_path / "child.json"),
+                          "--parent", str(tmp_path / "parent.json")],
                          capture_output=True, text=True, env={"COLUMNS": "200", **__import__("os").environ})
     assert res.returncode == 0, res.stderr
     assert "parameters vs parent" in res.stdout and "70.55B" in res.stdout  # Llama-3.1-70B
@@ -70,10 +74,12 @@ def test_cli_inspect_bad_input(tmp_path):
     bad = nemotron_51b_like()
     bad["block_configs"][7]["attention"] = {"n_heads_in_group": 5}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "inspect", str(tmp_path / "bad.json")], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "inspect", str(tmp_path / "bad.json")],
+                         capture_output=True, text=True)
     assert res.returncode == 2
     assert "block_configs[7].attention.n_heads_in_group=5" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "inspect", str(tmp_path / "missing.json")], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "inspect", str(tmp_path / "missing.json")],
+                         capture_output=True, text=True)
     assert res.returncode == 2 and "no such config file" in res.stderr
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from puzzle_ray.data import DataConfig, DataError, JsonlSource, TextSource, open_token_cache, plan_tokens, prepare_tokens
+from puzzle_ray.data import (DataConfig, DataError, JsonlSource, TextSource, open_token_cache, plan_tokens,
+                             prepare_tokens)
 from puzzle_ray.data import cache as cache_module
 from puzzle_ray.data.cache import cut_pieces, is_validation
 
@@ -23,7 +24,8 @@ def corpus(tmp_path):
     folder.mkdir()
     for i in range(40):
         lines = sample_text(i, 240).splitlines()
-        (folder / f"{i:02d}.txt").write_text("".join(f"{i}.{j} {' '.join(line.split()[:3])}\n" for j, line in enumerate(lines * 4)))
+        (folder / f"{i:02d}.txt").write_text("".join(f"{i}.{j} {' '.join(line.split()[:3])}\n"
+                                                     for j, line in enumerate(lines * 4)))
     return folder
 
 
@@ -205,7 +207,8 @@ def test_cli_tokenize(tmp_path, corpus, tokenizer_dir):
 
     from puzzle_ray.cli import app
 
-    workflow = {"data": {"sources": [{"kind": "text", "path": str(corpus)}], "seq_len": 16, "validation_fraction": 0.25}}
+    workflow = {"data": {"sources": [{"kind": "text", "path": str(corpus)}], "seq_len": 16,
+                         "validation_fraction": 0.25}}
     (tmp_path / "w.yaml").write_text(yaml.safe_dump(workflow))
     args = ["tokenize", str(tmp_path / "w.yaml"), "--tokenizer", str(tokenizer_dir), "--cache-dir", str(tmp_path / "c")]
     first = CliRunner().invoke(app, args)

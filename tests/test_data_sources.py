@@ -45,7 +45,8 @@ def tokenizer_dir(tmp_path_factory) -> Path:
 
 
 def config(tmp_path: Path, *sources, **kw) -> DataConfig:
-    return DataConfig(**{"sources": list(sources), "seq_len": 32, "validation_fraction": 0.2, "cache_dir": tmp_path / "cache", **kw})
+    return DataConfig(**{"sources": list(sources), "seq_len": 32, "validation_fraction": 0.2,
+                         "cache_dir": tmp_path / "cache", **kw})
 
 
 def cache_entries(tmp_path: Path) -> list[str]:
@@ -84,9 +85,11 @@ def test_jsonl_text_and_chat(tmp_path, tokenizer_dir):
     assert data.meta["documents"][0]["documents"] == 20
 
     chats = tmp_path / "chats.jsonl"
-    messages = [[{"role": "user", "content": sample_text(i, 24)}, {"role": "assistant", "content": sample_text(i + 1, 24)}] for i in range(30)]
+    messages = [[{"role": "user", "content": sample_text(i, 24)},
+                 {"role": "assistant", "content": sample_text(i + 1, 24)}] for i in range(30)]
     chats.write_text("".join(json.dumps({"messages": m}) + "\n" for m in messages))
-    data = prepare_tokens(config(tmp_path, JsonlSource(path=chats, field="messages")), tokenizer_dir, show_progress=False)
+    data = prepare_tokens(config(tmp_path, JsonlSource(path=chats, field="messages")), tokenizer_dir,
+                          show_progress=False)
     text = decoded_train_text(data, load_tokenizer(tokenizer_dir))
     assert "<|user|>" in text and "<|assistant|>" in text  # rendered by the chat template
 
@@ -98,8 +101,10 @@ def test_parquet(tmp_path, tokenizer_dir):
     folder = tmp_path / "pq"
     folder.mkdir()
     for shard in range(2):
-        pq.write_table(pa.table({"body": [sample_text(shard * 10 + i) for i in range(10)], "n": list(range(10))}), folder / f"{shard}.parquet")
-    data = prepare_tokens(config(tmp_path, ParquetSource(path=folder, field="body")), tokenizer_dir, show_progress=False)
+        pq.write_table(pa.table({"body": [sample_text(shard * 10 + i) for i in range(10)], "n": list(range(10))}),
+                       folder / f"{shard}.parquet")
+    data = prepare_tokens(config(tmp_path, ParquetSource(path=folder, field="body")), tokenizer_dir,
+                          show_progress=False)
     assert data.meta["documents"][0]["documents"] == 20
 
 
@@ -139,7 +144,8 @@ def test_sources_combine_into_one_cache(tmp_path, tokenizer_dir):
     (tmp_path / "a.txt").write_text(sample_text(1, 400))
     jsonl = tmp_path / "b.jsonl"
     jsonl.write_text("".join(json.dumps({"text": sample_text(i)}) + "\n" for i in range(10)))
-    data = prepare_tokens(config(tmp_path, TextSource(path=tmp_path / "a.txt"), JsonlSource(path=jsonl)), tokenizer_dir, show_progress=False)
+    data = prepare_tokens(config(tmp_path, TextSource(path=tmp_path / "a.txt"), JsonlSource(path=jsonl)), tokenizer_dir,
+                          show_progress=False)
     assert [d["documents"] for d in data.meta["documents"]] == [1, 10]
 
 

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from puzzle_ray.arch import PuzzleConfig, PuzzleForCausalLM
 from puzzle_ray.arch.export import export_pretrained
-from puzzle_ray.distill import DistillConfig, DistillInputError, TensorBatchSource, check_pair, distill, plan
+from puzzle_ray.distill import DistillConfig, DistillInputError, TensorBatchSource, check_pair, distill, step_budget
 from puzzle_ray.distill.engine_ddp import DDPEngine
 from puzzle_ray.distill.objective import GKDStudent, LossWeights, teacher_targets
 from puzzle_ray.store import ArtifactStore
@@ -71,17 +71,17 @@ def test_other_mismatches_and_missing_folders(tmp_path):
 
 def test_token_budget_becomes_whole_optimizer_steps():
     cfg = DistillConfig(micro_batch_size=2, grad_accum_steps=3, num_workers=2, token_budget=12 * 12 * 5 + 7)
-    p = plan(cfg, _tokens(t=12), vocab_size=64)
+    p = step_budget(cfg, _tokens(t=12), vocab_size=64)
     assert (p.seq_len, p.tokens_per_step, p.total_steps) == (12, 144, 5)
     with pytest.raises(DistillInputError, match="token_budget=100 is less than one optimizer step .*= 144"):
-        plan(cfg.model_copy(update={"token_budget": 100}), _tokens(t=12), vocab_size=64)
+        step_budget(cfg.model_copy(update={"token_budget": 100}), _tokens(t=12), vocab_size=64)
 
 
 def test_data_outside_the_vocabulary_or_without_batches_is_refused():
     with pytest.raises(DistillInputError, match=r"token ids span \[.*\], outside the models' vocabulary of 32"):
-        plan(DistillConfig(), _tokens(vocab=64), vocab_size=32)
+        step_budget(DistillConfig(), _tokens(vocab=64), vocab_size=32)
     with pytest.raises(DistillInputError, match="has no batches"):
-        plan(DistillConfig(), [torch.zeros(2, 4)], vocab_size=32)
+        step_budget(DistillConfig(), [torch.zeros(2, 4)], vocab_size=32)
     with pytest.raises(ValueError, match="non-empty \\(N, T\\) integer tensor"):
         TensorBatchSource(torch.zeros(4, 5))
 
@@ -151,7 +151,7 @@ def test_the_data_layers_token_split_is_a_batch_source_that_resumes_without_rere
     writer.add(torch.randint(0, 64, (40 * 12,), generator=torch.Generator().manual_seed(0)).tolist())
     writer.close()
     split = TokenSplit(tmp_path / "train")
-    assert plan(DistillConfig(micro_batch_size=2, token_budget=24 * 10), split, vocab_size=64).total_steps == 10
+    assert step_budget(DistillConfig(micro_batch_size=2, token_budget=24 * 10), split, vocab_size=64).total_steps == 10
     for rank in range(2):
         skipped = itertools.islice(split.batches(2, rank=rank, world_size=2, seed=3, cycle=True), 7, 12)
         resumed = itertools.islice(resume_batches(split, 2, rank, 2, 3, skip=7), 5)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from puzzle_ray.distill.loss import chunked_kl_and_lm, cosine_distance, hidden_cosine_loss
 from puzzle_ray.distill.objective import GKDStudent, LossWeights, teacher_targets
-from puzzle_ray.distill.schedule import warmup_cosine_lr
+from puzzle_ray.optim.schedule import warmup_cosine_lr
 from tests.tiny_models import tiny_mixed_child
 
 

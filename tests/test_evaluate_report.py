@@ -102,7 +102,7 @@ def test_a_narrower_perturbed_child_loses_quality_and_memory(models):
 
 def test_cost_model_predictions_fill_the_predicted_columns(models):
     parent_dir, child_dir = models
-    from puzzle_ray.arch.summary import load_puzzle_config
+    from puzzle_ray.arch.config import load_puzzle_config
 
     parent, child = load_puzzle_config(parent_dir), load_puzzle_config(child_dir)
     library = skeleton_library(parent, [parent.block_configs[0], child.block_configs[1]])

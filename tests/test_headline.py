@@ -38,7 +38,8 @@ HEADS, HIDDEN, FULL = 4, 64, 128
 
 def parent_config(layers: int = 3) -> PuzzleConfig:
     return PuzzleConfig(vocab_size=96, hidden_size=HIDDEN, num_hidden_layers=layers, num_attention_heads=HEADS,
-                        num_key_value_heads=2, intermediate_size=FULL, max_position_embeddings=64, initializer_range=0.3)
+                        num_key_value_heads=2, intermediate_size=FULL, max_position_embeddings=64,
+                        initializer_range=0.3)
 
 
 def block(att, ffn) -> BlockConfig:
@@ -80,7 +81,8 @@ def kl_of(i: int, b: BlockConfig) -> float:
     """A made-up replace-1-block KL: removing costs more than narrowing; layer 1 is ten times as sensitive."""
     a, f = b.attention, b.ffn
     kl = 0.1 + 0.2 * (a.kind == "no_op") + 0.15 * (f.kind == "no_op")
-    kl += 0.05 * (a.kind == "gqa" and a.num_kv_heads(HEADS) == 1) + 0.05 * (f.kind == "swiglu" and f.intermediate_size == 64)
+    kl += (0.05 * (a.kind == "gqa" and a.num_kv_heads(HEADS) == 1)
+           + 0.05 * (f.kind == "swiglu" and f.intermediate_size == 64))
     return kl * (10.0 if i == 1 else 1.0)
 
 
@@ -117,7 +119,8 @@ def test_uniform_grid_and_choice(costs):
 
 def test_uniform_rejects_a_heterogeneous_parent():
     data = parent_config().to_dict()
-    data["block_configs"] = [block(2, 128).to_dict(HIDDEN), block(1, 128).to_dict(HIDDEN), block(2, 128).to_dict(HIDDEN)]
+    data["block_configs"] = [block(2, 128).to_dict(HIDDEN), block(1, 128).to_dict(HIDDEN),
+                             block(2, 128).to_dict(HIDDEN)]
     with pytest.raises(ValueError, match="layer 1 differs"):
         uniform_candidates(PuzzleConfig(**data), 32)
 
@@ -186,12 +189,14 @@ def test_calibration_and_pruned_children(tiny_parent):
     narrow = prune_from_parent(tiny_parent, [block(1, 64)] * 3, calib)
     scores = calib.layers[0].channel_scores()
     keep = scores.topk(64).indices.sort().values
-    torch.testing.assert_close(narrow.model.layers[0].mlp.down_proj.weight, tiny_parent.model.layers[0].mlp.down_proj.weight[:, keep])
+    torch.testing.assert_close(narrow.model.layers[0].mlp.down_proj.weight,
+                               tiny_parent.model.layers[0].mlp.down_proj.weight[:, keep])
     k = tiny_parent.model.layers[0].self_attn.k_proj.weight.view(2, 16, HIDDEN).mean(0)  # 2 KV heads pooled into 1
     torch.testing.assert_close(narrow.model.layers[0].self_attn.k_proj.weight, k)
     assert narrow.config.block_configs[2] == block(1, 64)
     with pytest.raises(ValueError, match="linear"):
-        prune_from_parent(tiny_parent, [BlockConfig(AttentionConfig(replace_with_linear=True), FFNConfig(intermediate_size=FULL))] * 3, calib)
+        linear = BlockConfig(AttentionConfig(replace_with_linear=True), FFNConfig(intermediate_size=FULL))
+        prune_from_parent(tiny_parent, [linear] * 3, calib)
 
 
 # -- config -------------------------------------------------------------------------------------------------
@@ -210,7 +215,8 @@ def test_config_validates_and_merges_overrides(tmp_path):
     assert workflow.distill.token_budget == 4096 and workflow.distill.micro_batch_size == 4  # merged, not replaced
     assert config.results == tmp_path / "out" / "h.md"
     for bad, match in (({"targets": [1.0]}, "targets.*above 1"), ({"methods": ["prune"]}, "methods"),
-                       ({"random_band": 0}, "random_band"), ({"overrides": {"distill": {"token_budgets": 1}}}, "overrides.*token_budgets"),
+                       ({"random_band": 0}, "random_band"),
+                       ({"overrides": {"distill": {"token_budgets": 1}}}, "overrides.*token_budgets"),
                        ({"typo": 1}, "typo")):
         with pytest.raises(ConfigError, match=match):
             load_headline(write(tmp_path, "bad.yaml", {"workflow": micro, **bad}))
@@ -227,8 +233,10 @@ def test_shipped_headline_configs_validate():
 # -- tables -------------------------------------------------------------------------------------------------
 def fake_report(kl: float, top1: float, speedup: float) -> EvalReport:
     report = EvalReport("parent", "child", {})
-    report.rows += [Row("quality", "top1_accuracy", "higher", 0.5, top1), Row("quality", "kl_from_parent", "nats", 0.0, kl),
-                    Row("quality", "lm_loss", "nats", 2.0, 2.0 + kl), Row("quality", "episode_accuracy@4", "higher", 0.8, 0.6),
+    report.rows += [Row("quality", "top1_accuracy", "higher", 0.5, top1),
+                    Row("quality", "kl_from_parent", "nats", 0.0, kl),
+                    Row("quality", "lm_loss", "nats", 2.0, 2.0 + kl),
+                    Row("quality", "episode_accuracy@4", "higher", 0.8, 0.6),
                     Row("memory", "num_params", "size", 100, 60), Row("speed", "prefill_ms@2", "time", 2.0, 1.0),
                     Row("speed", "decode_tokens_per_s@2", "higher", 100.0, 100.0 * speedup, ratio_name="speedup")]
     return report
@@ -241,7 +249,8 @@ def test_target_rows_and_reading():
                MethodResult(1.5, "random", "random (draw 1)", "c", 1.6, fake_report(0.5, 0.30, 1.5))]
     head, rows = target_rows(results)
     assert head[-2] == "episode acc @4 (retention)"
-    assert [r[0] for r in rows] == ["parent", "Puzzle (MIP)", "uniform width", "random (draw 0)", "random (draw 1)", "random (mean of 2)"]
+    assert [r[0] for r in rows] == ["parent", "Puzzle (MIP)", "uniform width", "random (draw 0)", "random (draw 1)",
+                                    "random (mean of 2)"]
     puzzle = dict(zip(head, rows[1]))
     assert puzzle["measured decode speed-up"] == "1.4" and puzzle["top-1 acc (retention)"] == "0.45 (90%)"
     assert puzzle["measured prefill speed-up"] == "2" and puzzle["params"] == "60%"

@@ -8,12 +8,12 @@ import torch
 
 from puzzle_ray.library.build import build_library, partition_layers
 from puzzle_ray.library.config import BLDConfig
-from puzzle_ray.library.space import SearchSpace, expand
+from puzzle_ray.library.space import VariantSpace, expand
 from puzzle_ray.store import ArtifactStore, StoreError
 
 from .library_fixtures import export_tiny_parent, random_data
 
-SPACE = SearchSpace(attention=[1, "linear", "no_op"], ffn=[0.5, "linear", "no_op"], round_to=32)
+SPACE = VariantSpace(attention=[1, "linear", "no_op"], ffn=[0.5, "linear", "no_op"], round_to=32)
 BLD = dict(token_budget=4 * 32 * 24, micro_batch_size=4, checkpoint_every=4, calibration_batches=2, eval_batches=2,
            linear_init="product", lr=2e-3)
 
@@ -35,7 +35,8 @@ def trained_units(result):
         for v in layer.values():
             for part in ("attention", "ffn"):
                 if f"{part}_nmse_init" in v.extra["bld"]:
-                    out[(v.extra["weights"][part])] = (v.extra["bld"][f"{part}_nmse_init"], v.extra["bld"][f"{part}_nmse_final"])
+                    out[(v.extra["weights"][part])] = (v.extra["bld"][f"{part}_nmse_init"],
+                                                       v.extra["bld"][f"{part}_nmse_final"])
     return out
 
 
@@ -50,7 +51,8 @@ def test_bld_lowers_every_trained_variants_nmse(one_actor):
 def test_library_record_is_complete(one_actor):
     result, store = one_actor
     lib = result.library
-    assert lib.num_layers == 4 and all(len(layer) == 4 * 4 for layer in lib.layers)  # (kv2 kv1 linear no_op) x (128 64 linear no_op)
+    # (kv2 kv1 linear no_op) x (128 64 linear no_op)
+    assert lib.num_layers == 4 and all(len(layer) == 4 * 4 for layer in lib.layers)
     parent_entry = lib.layers[0]["attention=kv2 ffn=128"]
     assert parent_entry.extra["bld"] == {"nmse_init": 0.0, "nmse_final": 0.0, "tokens_seen": 0, "is_parent": True}
     assert parent_entry.extra["weights"] == {"attention": "parent", "ffn": "parent"}
@@ -108,12 +110,12 @@ def test_unwritable_store_is_rejected_before_training(parent_dir, tmp_path):
 
 def test_bad_space_is_rejected_before_training(parent_dir, tmp_path):
     with pytest.raises(ValueError, match="FFN width 512 is larger than the parent's 128"):
-        build_library(parent_dir, SearchSpace(ffn=[512]), BLDConfig(**BLD), random_data(), ArtifactStore(tmp_path))
+        build_library(parent_dir, VariantSpace(ffn=[512]), BLDConfig(**BLD), random_data(), ArtifactStore(tmp_path))
     assert not list(tmp_path.iterdir())
 
 
 def test_coupled_mode_trains_pairs(ray_cluster, parent_dir, tmp_path):
-    space = SearchSpace(attention=["linear"], ffn=[0.5], round_to=32)
+    space = VariantSpace(attention=["linear"], ffn=[0.5], round_to=32)
     result = build_library(parent_dir, space, BLDConfig(mode="coupled", **{**BLD, "token_budget": 4 * 32 * 8}),
                            random_data(), ArtifactStore(tmp_path))
     entry = result.library.layers[1]["attention=linear ffn=64"]
@@ -122,7 +124,7 @@ def test_coupled_mode_trains_pairs(ray_cluster, parent_dir, tmp_path):
 
 
 def test_partition_is_contiguous_and_balanced(parent_dir):
-    from puzzle_ray.arch.summary import load_puzzle_config
+    from puzzle_ray.arch.config import load_puzzle_config
 
     spaces = expand(SPACE, load_puzzle_config(parent_dir)) * 3  # 12 layers
     for n in (1, 2, 3, 5, 12, 20):
@@ -140,11 +142,12 @@ def test_realize_cli_assembles_the_chosen_child(one_actor, tmp_path):
 
     result, store = one_actor
     folder = tmp_path / "library"
-    result.library.save(folder)
+    result.library.write(folder)
     chosen = {f"layer_{i}": "attention=no_op ffn=64" if i % 2 else "attention=kv1 ffn=linear" for i in range(4)}
     (tmp_path / "solution.json").write_text(json.dumps({"solutions": [{"chosen": chosen}]}))
     res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "realize", "--library", str(folder),
-                          "--solution", str(tmp_path / "solution.json"), str(tmp_path / "child")], capture_output=True, text=True)
+                          "--solution", str(tmp_path / "solution.json"), str(tmp_path / "child")],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     child = AutoModelForCausalLM.from_pretrained(tmp_path / "child")
     kinds = [(b.attention.kind, b.ffn.kind) for b in child.config.block_configs]
@@ -152,5 +155,6 @@ def test_realize_cli_assembles_the_chosen_child(one_actor, tmp_path):
     trained = store.read_tensors(result.library.layers[1]["attention=no_op ffn=64"].extra["weights"]["ffn"])
     assert torch.equal(child.model.layers[1].mlp.up_proj.weight, trained["mlp.up_proj.weight"])
     bad = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "realize", "--library", str(folder),
-                          "--solution", str(tmp_path / "solution.json"), "--rank", "3", str(tmp_path / "c2")], capture_output=True, text=True)
+                          "--solution", str(tmp_path / "solution.json"), "--rank", "3", str(tmp_path / "c2")],
+                         capture_output=True, text=True)
     assert bad.returncode == 2 and "holds 1 solution" in bad.stderr

@@ -6,7 +6,7 @@ import torch
 from puzzle_ray.arch import PuzzleConfig, PuzzleForCausalLM
 from puzzle_ray.arch.modeling import prepare_block_inputs
 from puzzle_ray.library.init import LayerCalibration, build_variant_layer, init_attention, init_ffn, keep_channels
-from puzzle_ray.library.space import SearchSpace, expand
+from puzzle_ray.library.space import VariantSpace, expand
 from puzzle_ray.library.units import normalised_mse
 
 
@@ -34,7 +34,7 @@ def calibrate(model, layer_idx=0, lstsq=True):
 
 
 def variant(model, att, ffn, round_to=16):
-    space = expand(SearchSpace(attention=att, ffn=ffn, round_to=round_to), model.config)[0]
+    space = expand(VariantSpace(attention=att, ffn=ffn, round_to=round_to), model.config)[0]
     return space
 
 
@@ -46,9 +46,10 @@ def test_full_width_pruning_and_same_kv_pooling_reproduce_the_parent(parent):
     # the parent's own sub-variants, built as *new* modules and initialised like any other variant
     from puzzle_ray.library.space import SubVariant
 
-    for v in (SubVariant("attention", "kv4", layer.block.attention, False), SubVariant("ffn", "96", layer.block.ffn, False)):
+    for v in (SubVariant("attention", "kv4", layer.block.attention, False),
+              SubVariant("ffn", "96", layer.block.ffn, False)):
         new = build_variant_layer(parent.config, 0, layer, v)
-        (init_attention if v.kind == "attention" else init_ffn)(new, layer, calib, "lstsq")
+        (init_attention if v.role == "attention" else init_ffn)(new, layer, calib, "lstsq")
         assert (new(h, pos, mask, None) - target).abs().max().item() <= 1e-5
 
 
@@ -99,7 +100,7 @@ def test_linear_replacements_least_squares_beats_weight_product(parent):
         errors = {}
         for how in ("product", "lstsq"):
             new = build_variant_layer(parent.config, 0, layer, v)
-            (init_attention if v.kind == "attention" else init_ffn)(new, layer, calib, how)
+            (init_attention if v.role == "attention" else init_ffn)(new, layer, calib, how)
             errors[how] = normalised_mse(new(h, pos, mask, None), target).item()
         assert errors["lstsq"] < errors["product"], (v.name, errors)
 
@@ -112,7 +113,8 @@ def test_linear_attention_product_is_wo_wv_with_repeated_kv_heads(parent):
     init_attention(new, layer, None, "product")
     x = torch.randn(3, 64)
     a = layer.self_attn
-    vv = a.v_proj(x).view(3, 4, 8).repeat_interleave(2, 1).reshape(3, 64) - a.v_proj.bias.view(4, 8).repeat_interleave(2, 0).reshape(64)
+    vv = (a.v_proj(x).view(3, 4, 8).repeat_interleave(2, 1).reshape(3, 64)
+          - a.v_proj.bias.view(4, 8).repeat_interleave(2, 0).reshape(64))
     assert torch.allclose(new.self_attn.linear_attn(x), vv @ a.o_proj.weight.T, atol=1e-5)
 
 
@@ -127,15 +129,15 @@ def test_linear_attention_product_is_wo_wv_with_repeated_kv_heads(parent):
 )
 def test_bad_search_spaces_name_the_value(parent, space, message):
     with pytest.raises(ValueError, match=message):
-        expand(SearchSpace(**space), parent.config)
+        expand(VariantSpace(**space), parent.config)
 
 
 def test_empty_variant_list_is_rejected():
     with pytest.raises(ValueError, match="ffn: the variant list is empty"):
-        SearchSpace(ffn=[])
+        VariantSpace(ffn=[])
 
 
 def test_parent_variants_are_always_included_first(parent):
-    space = expand(SearchSpace(attention=["no_op"], ffn=[0.5], round_to=16), parent.config)[1]
+    space = expand(VariantSpace(attention=["no_op"], ffn=[0.5], round_to=16), parent.config)[1]
     assert [v.name for v in space.attention] == ["kv4", "no_op"] and space.attention[0].is_parent
     assert [v.name for v in space.ffn] == ["96", "48"] and not space.ffn[1].is_parent

@@ -21,7 +21,7 @@ from puzzle_ray.measure import (
     predict_model_costs,
     skeleton_library,
 )
-from puzzle_ray.measure.units import MIB
+from puzzle_ray.measure.timed_block import MIB
 from puzzle_ray.store import ArtifactStore
 from tests.tiny_models import tiny_llama, tiny_mixed_child
 
@@ -93,7 +93,7 @@ def test_cli_measure_and_measure_model(ray_cluster, tmp_path):
     parent = _parent()
     lib_dir = tmp_path / "lib"
     variants = sorted(set(tiny_mixed_child().config.block_configs), key=repr)
-    skeleton_library(parent, variants).save(lib_dir)
+    skeleton_library(parent, variants).write(lib_dir)
     runner = CliRunner()
     args = [
         "measure",
@@ -117,7 +117,7 @@ def test_cli_measure_and_measure_model(ray_cluster, tmp_path):
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    measured = Library.load(lib_dir)
+    measured = Library.read(lib_dir)
     assert measured.meta["scenario"]["prefill_len"] == 16
     assert all(v.stats["prefill_ms"] >= 0 for layer in measured.layers for v in layer.values())
 
@@ -156,7 +156,7 @@ def test_cli_measure_and_measure_model(ray_cluster, tmp_path):
     ],
 )
 def test_cli_rejects_bad_scenarios_with_one_line(tmp_path, extra, words):
-    skeleton_library(_parent(), [_parent().block_configs[0]]).save(tmp_path / "lib")
+    skeleton_library(_parent(), [_parent().block_configs[0]]).write(tmp_path / "lib")
     result = CliRunner().invoke(app, ["measure", str(tmp_path / "lib"), "--store", str(tmp_path / "store"), *extra])
     assert result.exit_code == 2 and words in result.output, result.output
     assert not (tmp_path / "store").exists()  # rejected before any work

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from puzzle_ray.arch import AttentionConfig, BlockConfig, FFNConfig, PuzzleConfig
-from puzzle_ray.measure import MeasureConfig, Scenario, Unit
+from puzzle_ray.measure import MeasureConfig, Scenario, TimedBlock
 from puzzle_ray.measure.device import measure_units_on_device, torch_threads
 from puzzle_ray.measure.stacks import DecodeWorkload, PrefillWorkload, block_stack, decode_steps
 from puzzle_ray.measure.timing import DeviceTimer, paired_differences, summarize
@@ -25,11 +25,11 @@ FAST = MeasureConfig(stack_depth=2, min_stack_mib=None, warmup=1, repeats=7, thr
 STEADY = FAST.model_copy(update={"cpu_clock": "thread"})
 
 
-def ffn(width: int) -> Unit:
-    return Unit(BlockConfig(AttentionConfig(no_op=True), FFNConfig(intermediate_size=width)))
+def ffn(width: int) -> TimedBlock:
+    return TimedBlock(BlockConfig(AttentionConfig(no_op=True), FFNConfig(intermediate_size=width)))
 
 
-ATTENTION = Unit(BlockConfig(AttentionConfig(n_heads_in_group=2), FFNConfig(no_op=True)))
+ATTENTION = TimedBlock(BlockConfig(AttentionConfig(n_heads_in_group=2), FFNConfig(no_op=True)))
 
 
 def test_measured_times_are_positive_and_finite():
@@ -37,8 +37,8 @@ def test_measured_times_are_positive_and_finite():
     units = [
         ATTENTION,
         ffn(256),
-        Unit(BlockConfig(AttentionConfig(replace_with_linear=True), FFNConfig(no_op=True))),
-        Unit(None),
+        TimedBlock(BlockConfig(AttentionConfig(replace_with_linear=True), FFNConfig(no_op=True))),
+        TimedBlock(None),
     ]
     entries = measure_units_on_device(PARENT, units, scenario, STEADY, "cpu")
     assert [e["batch_size"] for e in entries] == [1, 2] * 4
@@ -80,7 +80,8 @@ def test_a_batch_too_big_for_the_device_memory_is_reported_not_run():
 def test_no_op_units_are_never_timed():
     with pytest.raises(ValueError, match="no-op"):
         measure_units_on_device(
-            PARENT, [Unit(BlockConfig(AttentionConfig(no_op=True), FFNConfig(no_op=True)))], Scenario(), FAST, "cpu"
+            PARENT, [TimedBlock(BlockConfig(AttentionConfig(no_op=True), FFNConfig(no_op=True)))], Scenario(), FAST,
+            "cpu",
         )
 
 

@@ -10,7 +10,7 @@ from puzzle_ray.measure import (
     MeasureConfig,
     MeasureError,
     Scenario,
-    Unit,
+    TimedBlock,
     measure_blocks,
     measure_library,
     measure_units,
@@ -75,8 +75,8 @@ def test_library_gets_stats_and_a_rerun_comes_from_the_cache(ray_cluster, tmp_pa
     assert len(files) == 7 * 2
 
     # the record survives a save / load round trip, and search-facing helpers read it
-    measured.save(tmp_path / "lib")
-    again = Library.load(tmp_path / "lib")
+    measured.write(tmp_path / "lib")
+    again = Library.read(tmp_path / "lib")
     assert again.layers[1]["attention=linear ffn=no_op"].stats_for_batch(2)["prefill_ms"] > 0
 
     # second call: everything from the cache, no task launched, nothing timed or rewritten
@@ -133,9 +133,9 @@ def test_bad_libraries_are_rejected_naming_layer_and_variant(tmp_path):
 @pytest.mark.integration
 def test_a_failing_task_is_reported_and_the_other_tasks_complete(ray_cluster, tmp_path):
     store = ArtifactStore(tmp_path / "store")
-    good = Unit(BlockConfig(AttentionConfig(no_op=True), FFNConfig(intermediate_size=64)))
+    good = TimedBlock(BlockConfig(AttentionConfig(no_op=True), FFNConfig(intermediate_size=64)))
     # 3 does not divide the 4 heads: measure_units does not validate (measure_blocks does), so the task fails
-    broken = Unit(BlockConfig(AttentionConfig(n_heads_in_group=3), FFNConfig(no_op=True)))
+    broken = TimedBlock(BlockConfig(AttentionConfig(n_heads_in_group=3), FFNConfig(no_op=True)))
     config = FAST.model_copy(update={"units_per_task": 1})
     result = measure_units(PARENT, [broken, good], SCENARIO, config, store)
     assert len(result.failures) == 1 and "attention gqa" in result.failures[0]

@@ -11,7 +11,7 @@ from puzzle_ray.library.record import LibraryError
 from puzzle_ray.measure import MeasureConfig, Measurements, Scenario, predict_model_costs, skeleton_library
 from puzzle_ray.measure.library import apply_measurements
 from puzzle_ray.measure.stacks import block_stack, non_block_model
-from puzzle_ray.measure.units import MIB, NO_OP_BLOCK, Unit, stack_depth_for, sub_blocks
+from puzzle_ray.measure.timed_block import MIB, NO_OP_BLOCK, TimedBlock, stack_depth_for, sub_blocks
 
 GQA2 = AttentionConfig(n_heads_in_group=2)
 VARIANTS = [
@@ -42,19 +42,19 @@ def test_unit_params_match_the_parameters_the_stack_allocates(bias):
     p = parent(**bias)
     scenario = Scenario(prefill_len=8, decode_len=4, dtype="fp32")
     for block in VARIANTS:
-        for unit in (*sub_blocks(block), Unit(block)):
+        for unit in (*sub_blocks(block), TimedBlock(block)):
             stack = block_stack(p, unit.block, 3, scenario, "cpu", 0)
             counted = sum(q.numel() for layer in stack.layers for q in layer.parameters())
             assert counted == 3 * unit.num_params(p), unit.label(p)
         a, f = sub_blocks(block)
-        assert a.num_params(p) + f.num_params(p) == Unit(block).num_params(p)
+        assert a.num_params(p) + f.num_params(p) == TimedBlock(block).num_params(p)
 
 
 @pytest.mark.parametrize("tie", [False, True])
 def test_non_block_params_match_the_model(tie):
     p = parent(tie_word_embeddings=tie)
     model = non_block_model(p, Scenario(prefill_len=8, decode_len=4, dtype="fp32"), "cpu", 0)
-    assert sum(q.numel() for q in model.parameters()) == Unit(None).num_params(p)
+    assert sum(q.numel() for q in model.parameters()) == TimedBlock(None).num_params(p)
 
 
 def test_kv_bytes_per_token_match_the_real_cache_after_a_prefill():
@@ -68,12 +68,11 @@ def test_kv_bytes_per_token_match_the_real_cache_after_a_prefill():
     cached = sum(
         t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values) if t is not None
     )
-    per_token = sum(Unit(b).kv_bytes_per_token(p, "bf16") for b in p.block_configs)
+    per_token = sum(TimedBlock(b).kv_bytes_per_token(p, "bf16") for b in p.block_configs)
     assert cached == batch * tokens * per_token
     # memory_mib of every layer plus the non-block part is the whole model's parameters + KV cache
-    total = sum(Unit(b).memory_mib(p, "bf16", batch, tokens) for b in p.block_configs) + Unit(None).memory_mib(
-        p, "bf16", batch, tokens
-    )
+    total = sum(TimedBlock(b).memory_mib(p, "bf16", batch, tokens) for b in p.block_configs)
+    total += TimedBlock(None).memory_mib(p, "bf16", batch, tokens)
     params = sum(q.numel() for q in model.parameters())
     assert total * MIB == params * 2 + batch * tokens * per_token
     assert model_stats(p, "bf16").num_params == params
@@ -95,7 +94,8 @@ def test_equal_sub_blocks_share_a_key_across_blocks_and_differ_otherwise():
 def fake_measurements(p: PuzzleConfig, scenario: Scenario, blocks, fits=lambda unit, batch: True) -> Measurements:
     """Deterministic unit timings: prefill = params / 1e4 ms, decode = params / 1e5 ms, scaled by batch."""
     entries = {}
-    units = {u.key(p): u for b in blocks for u in sub_blocks(b) if not u.is_no_op} | {Unit(None).key(p): Unit(None)}
+    units = {u.key(p): u for b in blocks for u in sub_blocks(b) if not u.is_no_op}
+    units |= {TimedBlock(None).key(p): TimedBlock(None)}
     for key, unit in units.items():
         for batch in scenario.batch_sizes:
             n = unit.num_params(p)
@@ -175,11 +175,11 @@ def test_stacks_are_deepened_until_their_weights_leave_the_cache():
     p = parent(num_hidden_layers=8, hidden_size=256, num_attention_heads=8, intermediate_size=1024)
     att, ffn = sub_blocks(p.block_configs[0])
     config = MeasureConfig(stack_depth=4, max_stack_depth=32)  # min_stack_mib=256 > the parent's 30 MB of blocks
-    parent_bytes = 8 * Unit(p.block_configs[0]).num_params(p) * 4
+    parent_bytes = 8 * TimedBlock(p.block_configs[0]).num_params(p) * 4
     assert stack_depth_for(ffn, p, "fp32", config) == math.ceil(parent_bytes / (ffn.num_params(p) * 4)) == 10
     assert stack_depth_for(att, p, "fp32", config) == 32  # would be 50: capped
     assert (
         stack_depth_for(att, p, "fp32", config.model_copy(update={"min_stack_mib": 1.0})) == 4
     )  # at least stack_depth
     assert stack_depth_for(att, p, "fp32", config.model_copy(update={"min_stack_mib": None})) == 4
-    assert stack_depth_for(Unit(None), p, "fp32", config) == 4
+    assert stack_depth_for(TimedBlock(None), p, "fp32", config) == 4

@@ -19,7 +19,8 @@ def execute(name: str, env: dict[str, str], tmp_path: Path) -> nbformat.Notebook
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the environment
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
     finally:
         for k, v in old.items():
             if v is None:
@@ -30,7 +31,8 @@ def execute(name: str, env: dict[str, str], tmp_path: Path) -> nbformat.Notebook
 
 
 def outputs(nb) -> str:
-    return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
 def test_notebooks_are_committed_without_outputs():
@@ -44,7 +46,8 @@ def test_review_notebook_runs_on_the_session_run(micro_run, mlflow_uri, tmp_path
 
     client = MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name("micro")
-    parents = [r for r in client.search_runs([exp.experiment_id], max_results=200) if "mlflow.parentRunId" not in r.data.tags]
+    parents = [r for r in client.search_runs([exp.experiment_id], max_results=200)
+               if "mlflow.parentRunId" not in r.data.tags]
     run_id = min(parents, key=lambda r: r.info.start_time).info.run_id
     nb = execute("review_run.ipynb", {"MLFLOW_TRACKING_URI": mlflow_uri, "PUZZLE_RAY_RUN_ID": run_id}, tmp_path)
     text = outputs(nb)
@@ -53,6 +56,6 @@ def test_review_notebook_runs_on_the_session_run(micro_run, mlflow_uri, tmp_path
 
 def test_pcw_notebook_runs_on_the_session_parent(micro_run, tmp_path):
     _, _, status = micro_run
-    nb = execute("pcw_demo.ipynb", {"PUZZLE_RAY_MODEL": status["parent"].outputs["model_dir"], "PUZZLE_RAY_PCW_EPISODES": "4"},
-                 tmp_path)
+    nb = execute("pcw_demo.ipynb",
+                 {"PUZZLE_RAY_MODEL": status["parent"].outputs["model_dir"], "PUZZLE_RAY_PCW_EPISODES": "4"}, tmp_path)
     assert "±" in outputs(nb)

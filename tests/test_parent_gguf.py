@@ -240,7 +240,7 @@ def test_dry_run_plans_without_dequantising(tiny_gguf, tmp_path, monkeypatch, ca
     import transformers
 
     from puzzle_ray.workflows.driver import run_workflow
-    from puzzle_ray.workflows.plan import parent_architecture
+    from puzzle_ray.workflows.preflight import parent_architecture
 
     def refuse(*args, **kwargs):
         raise AssertionError("a dry run must not load weights")

@@ -133,7 +133,8 @@ def test_second_call_is_reused_without_training(built, monkeypatch):
 def test_key_depends_on_training_and_model_but_not_report():
     base = tiny_config()
     assert parent_dir(base, "c") != parent_dir(tiny_config(train=TINY["train"].model_copy(update={"lr": 1e-3})), "c")
-    assert parent_dir(base, "c") != parent_dir(tiny_config(model=TINY["model"].model_copy(update={"num_layers": 3})), "c")
+    assert parent_dir(base, "c") != parent_dir(tiny_config(model=TINY["model"].model_copy(update={"num_layers": 3})),
+                                               "c")
     assert parent_dir(base, "c") == parent_dir(tiny_config(report=QualityReportConfig()), "c")
 
 
@@ -161,7 +162,8 @@ def test_default_config_is_sized_for_the_demo():
     from puzzle_ray.parent.model import parent_puzzle_config
 
     cfg = EmbeddedParentConfig()
-    tok = type("Tok", (), {"__len__": lambda self: cfg.tokenizer.vocab_size, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2})()
+    tok = type("Tok", (), {"__len__": lambda self: cfg.tokenizer.vocab_size, "bos_token_id": 0, "eos_token_id": 1,
+                           "pad_token_id": 2})()
     pc = parent_puzzle_config(cfg.model, tok)
     stats = model_stats(pc, "bfloat16")
     lm_head = cfg.tokenizer.vocab_size * cfg.model.hidden_size  # the embedding is a lookup: no compute

@@ -9,7 +9,7 @@ from puzzle_ray.arch.export import export_pretrained
 from puzzle_ray.library.build import build_library
 from puzzle_ray.library.config import BLDConfig
 from puzzle_ray.library.realize import assemble_child
-from puzzle_ray.library.space import SearchSpace
+from puzzle_ray.library.space import VariantSpace
 from puzzle_ray.score import ScoreConfig, score_library
 from puzzle_ray.store import ArtifactStore
 
@@ -46,7 +46,7 @@ def copy_batches(seed, n):
 def scored(ray_cluster, tmp_path_factory):
     parent_dir = train_copy_task(tmp_path_factory.mktemp("parent") / "parent")
     store = ArtifactStore(tmp_path_factory.mktemp("store"))
-    space = SearchSpace(attention=["linear", "no_op"], ffn=[0.5, "no_op"], round_to=32)
+    space = VariantSpace(attention=["linear", "no_op"], ffn=[0.5, "no_op"], round_to=32)
     bld = BLDConfig(token_budget=4 * SEQ * 6, checkpoint_every=3, calibration_batches=2, eval_batches=2)
     library = build_library(parent_dir, space, bld, random_data(), store).library
     val = copy_batches(9, 2)

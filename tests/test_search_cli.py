@@ -5,11 +5,11 @@ import json
 from typer.testing import CliRunner
 
 from puzzle_ray.cli import app
-from puzzle_ray.search.synthetic import random_library, synthetic_library
+from puzzle_ray.solve.synthetic import random_library, synthetic_library
 
 
 def saved(tmp_path, library):
-    library.save(tmp_path / "lib")
+    library.write(tmp_path / "lib")
     return str(tmp_path / "lib" / "block_library.json")
 
 

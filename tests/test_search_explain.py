@@ -3,7 +3,7 @@
 import pytest
 
 from puzzle_ray.library.record import Library, Variant
-from puzzle_ray.search import InfeasibleError, SearchConfig, search
+from puzzle_ray.solve import InfeasibleError, SearchConfig, search
 
 
 def lib_from(rows_per_layer):

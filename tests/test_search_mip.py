@@ -6,8 +6,8 @@ import math
 import pytest
 
 from puzzle_ray.arch import PuzzleConfig
-from puzzle_ray.search import InfeasibleError, SearchConfig, SolutionError, search, verify_solution
-from puzzle_ray.search.synthetic import random_library, synthetic_library
+from puzzle_ray.solve import InfeasibleError, SearchConfig, SolutionError, search, verify_solution
+from puzzle_ray.solve.synthetic import random_library, synthetic_library
 
 TOKENS = 100  # random_library's scenario sequence_length
 
@@ -60,7 +60,8 @@ def test_objective_equals_enumeration(seed):
          {"stats.memory_mib": (None, 0.9 * mem), "stats.runtime_ms": (None, 0.85 * run)}),
         ([f"{0.5 * mem}<=stats.memory_mib<={0.9 * mem}", "stats.num_params>=1e6"],
          {"stats.memory_mib": (0.5 * mem, 0.9 * mem), "stats.num_params": (1e6, None)}),
-        (["stats.prefill_ms<=90%", "metrics.accuracy>=1.5"], {"stats.prefill_ms": (None, 0.9 * parent_figure(lib, "stats.prefill_ms")), "metrics.accuracy": (1.5, None)}),
+        (["stats.prefill_ms<=90%", "metrics.accuracy>=1.5"],
+         {"stats.prefill_ms": (None, 0.9 * parent_figure(lib, "stats.prefill_ms")), "metrics.accuracy": (1.5, None)}),
     ]
     for constraints, bounds in cases:
         expected = brute_force(lib, "metrics.kl_div", bounds)
@@ -109,12 +110,14 @@ def test_diverse_solutions_are_the_sequential_optima(seed):
         picked.append(s.chosen)
     assert [s.rank for s in result.solutions] == list(range(len(result.solutions)))
     if len(result.solutions) < 3:  # the enumeration must agree that no further diverse solution exists
-        assert brute_force(lib, "metrics.kl_div", {"stats.memory_mib": (None, limit)}, exclude=picked, min_diff=2) is None
+        assert brute_force(lib, "metrics.kl_div", {"stats.memory_mib": (None, limit)}, exclude=picked,
+                           min_diff=2) is None
         assert "only" in result.note
 
 
 def test_diversity_as_a_fraction_of_layers():
-    lib = synthetic_library(num_layers=12, attention=(8, 2, "no_op"), ffn=(1.0, 0.5, "no_op"), batch_sizes=(64,), seed=3)
+    lib = synthetic_library(num_layers=12, attention=(8, 2, "no_op"), ffn=(1.0, 0.5, "no_op"), batch_sizes=(64,),
+                            seed=3)
     config = SearchConfig(constraints=["stats.memory_mib<=0.7*parent"], num_solutions=3, min_diversity=0.25)
     sols = search(lib, config).solutions
     assert len(sols) == 3
@@ -146,7 +149,8 @@ def test_solution_block_configs_build_a_model_config_and_json_round_trips():
     data = best.to_json(hidden_size=512)
     assert set(data["chosen"]) == {f"layer_{i}" for i in range(6)}
     again = type(best).from_json(data)
-    assert again.chosen == best.chosen and [b.resolve(512) for b in again.blocks] == [b.resolve(512) for b in best.blocks]
+    assert (again.chosen == best.chosen
+            and [b.resolve(512) for b in again.blocks] == [b.resolve(512) for b in best.blocks])
     assert all(math.isfinite(v) for v in data["costs"].values())
 
 

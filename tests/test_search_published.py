@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from puzzle_ray.search import SearchConfig, load_library, search
-from puzzle_ray.search.parent import parent_variants
+from puzzle_ray.solve import SearchConfig, load_library, search
+from puzzle_ray.solve.parent import parent_variants
 
 from .conftest import reference_file
 

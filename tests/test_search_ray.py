@@ -4,10 +4,10 @@ import copy
 
 import pytest
 
-from puzzle_ray.search import InfeasibleError, SearchConfig, search
-from puzzle_ray.search.sweep import parse_sweep, sweep
-from puzzle_ray.search.synthetic import random_library, synthetic_library
-from puzzle_ray.search.tracking import log_frontier, log_search
+from puzzle_ray.solve import InfeasibleError, SearchConfig, search
+from puzzle_ray.solve.sweep import parse_sweep, sweep
+from puzzle_ray.solve.synthetic import random_library, synthetic_library
+from puzzle_ray.solve.tracking import log_frontier, log_search
 
 BATCHES = (16, 256)
 

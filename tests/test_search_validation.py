@@ -5,10 +5,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
-import puzzle_ray.search.stage as search_module
+import puzzle_ray.solve.run as search_module
 from puzzle_ray.library.record import LibraryError, Variant
-from puzzle_ray.search import ConstraintError, SearchConfig, load_library, parse_constraint, search
-from puzzle_ray.search.synthetic import random_library
+from puzzle_ray.solve import ConstraintError, SearchConfig, load_library, parse_constraint, search
+from puzzle_ray.solve.synthetic import random_library
 
 
 @pytest.fixture
@@ -78,13 +78,14 @@ def test_relative_limit_needs_a_parent(no_solver):
     with pytest.raises(LibraryError, match="the parent's figure is unknown: no variant of layer_0 is marked"):
         search(lib, SearchConfig(constraints=["stats.memory_mib<=0.5*parent"]))
     lib.meta["parent_block_stats"] = {"memory_mib": 20.0}
-    problem = search_module.plan(lib, SearchConfig(constraints=["stats.memory_mib<=0.5*parent"]))[0]
+    problem = search_module.problems_for(lib, SearchConfig(constraints=["stats.memory_mib<=0.5*parent"]))[0]
     assert problem.rows[0].upper == pytest.approx(0.5 * (3 * 20.0 + 10.0))  # 3 layers + the non-block part
 
 
 def test_two_parent_marks_in_one_layer(no_solver):
     lib = library()
-    lib.layers[0]["other"] = Variant("other", dict(lib.layers[0]["parent"].stats), {"kl_div": 1.0}, None, {"is_parent": True})
+    lib.layers[0]["other"] = Variant("other", dict(lib.layers[0]["parent"].stats), {"kl_div": 1.0}, None,
+                                     {"is_parent": True})
     with pytest.raises(LibraryError, match="layer_0: several variants are marked"):
         search(lib, SearchConfig(constraints=["stats.memory_mib<=parent"]))
 
@@ -161,7 +162,8 @@ def test_constraint_forms():
     c = parse_constraint(" stats.memory_mib <= 0.85 * parent ")
     assert c.upper.of_parent and c.upper.value == 0.85 and c.lower is None and c.text == "stats.memory_mib<=0.85*parent"
     assert parse_constraint("stats.runtime_ms<=85%").upper.value == pytest.approx(0.85)
-    assert parse_constraint("throughput>=parent*2").lower.value == 2 and parse_constraint("throughput>=2*parent").key == "throughput"
+    assert (parse_constraint("throughput>=parent*2").lower.value == 2
+            and parse_constraint("throughput>=2*parent").key == "throughput")
     r = parse_constraint("1e9<=stats.num_params<=2_000_000_000")
     assert (r.lower.value, r.upper.value) == (1e9, 2e9) and not r.uses_parent
     assert parse_constraint("80000>=stats.memory_mib").upper.value == 80000

@@ -49,7 +49,8 @@ def test_full_pipeline_runs_and_summarises(micro_run):
     metrics = {r["metric"]: r for r in report["rows"]}
     assert metrics["num_params"]["child"] <= 0.75 * metrics["num_params"]["parent"]  # the MIP constraint held
     assert metrics["kl_from_parent"]["child"] > 0
-    assert status["publish"].outputs["published"] and status["publish"].outputs["model_uri"] == "models:/micro-child@candidate"
+    assert (status["publish"].outputs["published"]
+            and status["publish"].outputs["model_uri"] == "models:/micro-child@candidate")
     store = ArtifactStore(tmp / "store")
     assert "Puzzle child vs parent" in store.read_bytes("runs/micro/summary.md").decode()
 
@@ -84,9 +85,12 @@ def test_mlflow_holds_parent_run_nested_stage_runs_and_registered_model(micro_ru
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert parents and all(r.info.status == "FINISHED" for r in parents)
     first = min(parents, key=lambda r: r.info.start_time)
-    children = {r.data.tags["puzzle_ray.stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == first.info.run_id}
-    assert children == {"parent", "measure", "check", "library", "score", "solve", "realize", "distill", "evaluate", "publish"}
-    solve = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == first.info.run_id and r.data.tags["puzzle_ray.stage"] == "solve")
+    children = {r.data.tags["puzzle_ray.stage"] for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == first.info.run_id}
+    assert children == {"parent", "measure", "check", "library", "score", "solve", "realize", "distill", "evaluate",
+                        "publish"}
+    solve = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == first.info.run_id
+                 and r.data.tags["puzzle_ray.stage"] == "solve")
     artifacts = {a.path for a in client.list_artifacts(solve.info.run_id, "solve")}
     assert {"solve/architecture.png", "solve/frontier.png"} <= artifacts
     version = client.get_model_version_by_alias("micro-child", "candidate")
@@ -120,7 +124,8 @@ def test_unwritable_store_stops_before_any_work(tmp_path):
 
 def test_unreachable_target_is_explained_before_the_library_is_built(micro_run, micro_cache):
     tmp, _, _ = micro_run
-    path = micro_config(tmp, name="impossible", search={"objective": "metrics.kl_div", "constraints": ["stats.num_params<=0.01*parent"]})
+    path = micro_config(tmp, name="impossible",
+                        search={"objective": "metrics.kl_div", "constraints": ["stats.num_params<=0.01*parent"]})
     res = cli("run", str(path))
     assert res.returncode == 1, res.stderr
     assert "stage 'check' failed" in res.stderr and "stats.num_params" in res.stderr
@@ -159,7 +164,8 @@ def test_run_killed_during_bld_resumes_with_the_same_result(micro_run, micro_cac
     theirs = reference.read_json(f"library/{key}/block_library.json")
     for layer, variants in theirs.items():
         for name, entry in variants.items():
-            assert ours[layer][name]["bld"]["nmse_final"] == pytest.approx(entry["bld"]["nmse_final"], rel=1e-4, abs=1e-7)
+            assert ours[layer][name]["bld"]["nmse_final"] == pytest.approx(entry["bld"]["nmse_final"], rel=1e-4,
+                                                                           abs=1e-7)
 
 
 def test_ray_job_submit_against_a_local_head_node(micro_run, micro_cache, tmp_path):
@@ -170,8 +176,9 @@ def test_ray_job_submit_against_a_local_head_node(micro_run, micro_cache, tmp_pa
     ray_bin = str(Path(sys.executable).parent / "ray")
     # --block keeps `ray start` in the foreground; terminating it stops this head node and nothing else.
     log = open(tmp_path / "head.log", "w")
-    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--port=6391", "--num-cpus=2", "--dashboard-port=8272",
-                             "--include-dashboard=true", f"--temp-dir={tempfile.mkdtemp(prefix='rj', dir='/tmp')}",
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--port=6391", "--num-cpus=2",
+                             "--dashboard-port=8272", "--include-dashboard=true",
+                             f"--temp-dir={tempfile.mkdtemp(prefix='rj', dir='/tmp')}",
                              # ports of its own: the session's cluster already holds the agents' default ports
                              "--dashboard-agent-listen-port=52391", "--dashboard-agent-grpc-port=52392",
                              "--metrics-export-port=52393", "--runtime-env-agent-port=52394"],
@@ -181,7 +188,8 @@ def test_ray_job_submit_against_a_local_head_node(micro_run, micro_cache, tmp_pa
         while not _answers("http://127.0.0.1:8272/api/version"):  # the job server starts after the head node
             assert head.poll() is None and time.time() < deadline, (tmp_path / "head.log").read_text()[-3000:]
             time.sleep(2)
-        runtime = json.dumps({"env_vars": {"PUZZLE_RAY_CACHE": str(micro_cache), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+        runtime = json.dumps({"env_vars": {"PUZZLE_RAY_CACHE": str(micro_cache),
+                                           "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
                                            "RAY_USAGE_STATS_ENABLED": "0"}})
         cmd = [ray_bin, "job", "submit", "--address", "http://127.0.0.1:8272", "--working-dir", str(ROOT),
                "--runtime-env-json", runtime, "--", sys.executable, "-m", "puzzle_ray.workflows", str(config)]

@@ -8,34 +8,38 @@ A Puzzle child is a decoder whose every layer has its own attention and FFN vari
                `replace_with_linear`, or `no_op`.
 
 These dataclasses are the contract between search, realisation, export and every inference engine,
-so they speak the published JSON layout exactly (`to_dict` / `from_dict`).
+so they speak the published JSON layout exactly (`to_dict` / `from_dict`). They hold the published fields
+only; what each variant means (its JSON part, module, parameters, labels) is its kind's (`arch/kinds/`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
+from .kinds import (
+    BlockConfigError,
+    SubblockKind,
+    accepted_keys,
+    block_labels,
+    check_exclusive,
+    kind_in,
+    kind_named,
+    kind_of,
+    write_part,
+)
+from .kinds.ffn import ENGINE_ROUNDING, engine_intermediate_size, ffn_mult_for
 
-class BlockConfigError(ValueError):
-    """An impossible or unsupported block configuration; the message names the layer and the field."""
-
-
-ENGINE_ROUNDING = 256
-"""vLLM, TensorRT-LLM, SGLang, llama.cpp and MLX round the FFN width up to a multiple of 256."""
-
-
-def engine_intermediate_size(ffn_mult: float, hidden_size: int) -> int:
-    """FFN width that the inference engines derive from `ffn_mult` (their exact formula)."""
-    size = int(2 * ffn_mult * hidden_size / 3)
-    return ((size + ENGINE_ROUNDING - 1) // ENGINE_ROUNDING) * ENGINE_ROUNDING
-
-
-def ffn_mult_for(intermediate_size: int, hidden_size: int) -> float:
-    """Inverse of `engine_intermediate_size`: exact for every multiple of 256."""
-    return round(3 * intermediate_size / (2 * hidden_size), 6)
-
+__all__ = [
+    "ENGINE_ROUNDING",
+    "AttentionConfig",
+    "BlockConfig",
+    "BlockConfigError",
+    "FFNConfig",
+    "engine_intermediate_size",
+    "ffn_mult_for",
+    "parent_block",
+]
 
 # Keys of NVIDIA's block configs that name features we do not implement. A null / false / default value is
 # accepted (the published files always carry them); anything else is rejected rather than silently ignored.
@@ -47,9 +51,10 @@ _UNSUPPORTED_ATTENTION_KEYS = {
     "use_prefill_window_in_sink_attention": False,
     "llama4": None,
     "mamba": None,
-    "num_key_value_heads": None,  # some NVIDIA tooling writes it; we accept it only when consistent (below)
 }
-_UNSUPPORTED_FFN_KEYS = {"sparsify": None, "moe": None, "gated": True, "hidden_act": "silu", "weights_precision": "bf16"}
+_UNSUPPORTED_FFN_KEYS = {
+    "sparsify": None, "moe": None, "gated": True, "hidden_act": "silu", "weights_precision": "bf16",
+}
 _UNSUPPORTED_BLOCK_KEYS = {"parallel_blocks": None, "weights_precision": "bf16"}
 
 
@@ -66,9 +71,36 @@ def _reject_unsupported(where: str, data: dict, allowed: set[str], defaults: dic
         raise BlockConfigError(f"{where}.{key}={value!r}: unknown block-config field")
 
 
+class _SubblockConfig:
+    """What attention and FFN configs share: their kind, and JSON through it."""
+
+    ROLE: ClassVar[str]
+    UNSUPPORTED: ClassVar[dict[str, Any]]
+
+    @property
+    def kind(self) -> SubblockKind:
+        return kind_of(self)
+
+    @classmethod
+    def of_kind(cls, name: str):
+        """The config of a kind that takes no size ('linear', 'no_op')."""
+        return cls(**kind_named(cls.ROLE, name).fields())
+
+    @classmethod
+    def _parse(cls, data: dict, where: str, num_attention_heads: int | None = None):
+        data = dict(data)
+        _reject_unsupported(where, data, accepted_keys(cls.ROLE), cls.UNSUPPORTED)
+        kind = kind_in(cls.ROLE, data, where)
+        flags = {} if kind.flag is None else {kind.flag: True}
+        return cls(**kind.parse(data, where, num_attention_heads), **flags)
+
+
 @dataclass(frozen=True)
-class AttentionConfig:
+class AttentionConfig(_SubblockConfig):
     """Attention sub-block of one layer. Exactly one of: GQA (`n_heads_in_group`), linear, no-op."""
+
+    ROLE: ClassVar[str] = "attention"
+    UNSUPPORTED: ClassVar[dict[str, Any]] = _UNSUPPORTED_ATTENTION_KEYS
 
     n_heads_in_group: int | None = None
     """Query heads per KV head (GQA group size); KV heads = attention heads // n_heads_in_group."""
@@ -77,54 +109,28 @@ class AttentionConfig:
     no_op: bool = False
     """No attention at all: no weights, no norm, the hidden state passes through."""
 
-    @property
-    def kind(self) -> str:
-        return "no_op" if self.no_op else "linear" if self.replace_with_linear else "gqa"
-
     def num_kv_heads(self, num_attention_heads: int) -> int:
-        """KV heads of a GQA sub-block, 0 for no-op and linear (they hold no KV cache)."""
-        return 0 if self.kind != "gqa" else num_attention_heads // self.n_heads_in_group
+        """KV heads of a GQA sub-block, 0 for kinds that hold no KV cache."""
+        return self.kind.kv_heads(self, num_attention_heads)
 
     def validate(self, where: str, num_attention_heads: int) -> None:
-        if self.no_op and self.replace_with_linear:
-            raise BlockConfigError(f"{where}: no_op and replace_with_linear cannot both be true")
-        if self.kind != "gqa":
-            return
-        n = self.n_heads_in_group
-        if n is None:
-            raise BlockConfigError(f"{where}.n_heads_in_group is required for a GQA attention block")
-        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-            raise BlockConfigError(f"{where}.n_heads_in_group={n!r} must be a positive integer")
-        if num_attention_heads % n:
-            raise BlockConfigError(
-                f"{where}.n_heads_in_group={n} does not divide the {num_attention_heads} attention heads"
-            )
+        check_exclusive(self, where)
+        self.kind.validate(self, where, num_attention_heads)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "n_heads_in_group": self.n_heads_in_group if self.kind == "gqa" else None,
-            "no_op": self.no_op,
-            "replace_with_linear": self.replace_with_linear,
-        }
+        return write_part(self, None)
 
     @classmethod
     def from_dict(cls, data: dict, where: str, num_attention_heads: int | None = None) -> AttentionConfig:
-        data = dict(data)
-        kv = data.pop("num_key_value_heads", None)
-        _reject_unsupported(where, data, {"n_heads_in_group", "no_op", "replace_with_linear"}, _UNSUPPORTED_ATTENTION_KEYS)
-        n = data.get("n_heads_in_group")
-        if kv is not None and num_attention_heads is not None:
-            if n is None and kv > 0 and num_attention_heads % kv == 0:
-                n = num_attention_heads // kv
-            elif n is None or num_attention_heads // n != kv:
-                raise BlockConfigError(f"{where}.num_key_value_heads={kv} disagrees with n_heads_in_group={n}")
-        no_op, linear = bool(data.get("no_op", False)), bool(data.get("replace_with_linear", False))
-        return cls(n_heads_in_group=None if (no_op or linear) else n, replace_with_linear=linear, no_op=no_op)
+        return cls._parse(data, where, num_attention_heads)
 
 
 @dataclass(frozen=True)
-class FFNConfig:
+class FFNConfig(_SubblockConfig):
     """FFN sub-block of one layer. Exactly one of: SwiGLU (`intermediate_size` / `ffn_mult`), linear, no-op."""
+
+    ROLE: ClassVar[str] = "ffn"
+    UNSUPPORTED: ClassVar[dict[str, Any]] = _UNSUPPORTED_FFN_KEYS
 
     intermediate_size: int | None = None
     """SwiGLU width. When only `ffn_mult` is given, the engines' rounding decides it (see `resolve`)."""
@@ -135,57 +141,22 @@ class FFNConfig:
     no_op: bool = False
     """No FFN at all: no weights, no norm."""
 
-    @property
-    def kind(self) -> str:
-        return "no_op" if self.no_op else "linear" if self.replace_with_linear else "swiglu"
-
     def resolve(self, hidden_size: int) -> FFNConfig:
         """Canonical form: the exact `intermediate_size` (an explicit size wins over `ffn_mult`), no `ffn_mult`."""
-        if self.kind != "swiglu":
-            return self
-        size = self.intermediate_size
-        if size is None:
-            size = engine_intermediate_size(self.ffn_mult, hidden_size)
-        return replace(self, intermediate_size=size, ffn_mult=None)
+        return self.kind.resolve(self, hidden_size)
 
     def validate(self, where: str) -> None:
-        if self.no_op and self.replace_with_linear:
-            raise BlockConfigError(f"{where}: no_op and replace_with_linear cannot both be true")
-        if self.kind != "swiglu":
-            return
-        size = self.intermediate_size
-        if size is None:
-            if self.ffn_mult is None:
-                raise BlockConfigError(f"{where}: a SwiGLU FFN needs ffn_mult or intermediate_size")
-            if not (isinstance(self.ffn_mult, (int, float)) and math.isfinite(self.ffn_mult) and self.ffn_mult > 0):
-                raise BlockConfigError(f"{where}.ffn_mult={self.ffn_mult!r} must be a positive number")
-        elif not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-            raise BlockConfigError(f"{where}.intermediate_size={size!r} must be a positive integer")
+        check_exclusive(self, where)
+        self.kind.validate(self, where)
 
-    def to_dict(self, hidden_size: int) -> dict[str, Any]:
-        """Published layout: `ffn_mult` for the engines plus the exact `intermediate_size` for our loader."""
-        if self.kind != "swiglu":
-            return {"ffn_mult": None, "no_op": self.no_op, "replace_with_linear": self.replace_with_linear}
-        size = self.resolve(hidden_size).intermediate_size
-        return {
-            "ffn_mult": ffn_mult_for(size, hidden_size),
-            "intermediate_size": size,
-            "no_op": False,
-            "replace_with_linear": False,
-        }
+    def to_dict(self, hidden_size: int | None) -> dict[str, Any]:
+        """Published layout: `ffn_mult` for the engines plus the exact `intermediate_size` for our loader (without
+        the hidden size, only the width that was given)."""
+        return write_part(self, hidden_size)
 
     @classmethod
     def from_dict(cls, data: dict, where: str) -> FFNConfig:
-        data = dict(data)
-        _reject_unsupported(where, data, {"ffn_mult", "intermediate_size", "no_op", "replace_with_linear"}, _UNSUPPORTED_FFN_KEYS)
-        no_op, linear = bool(data.get("no_op", False)), bool(data.get("replace_with_linear", False))
-        swiglu = not (no_op or linear)
-        return cls(
-            intermediate_size=data.get("intermediate_size") if swiglu else None,
-            ffn_mult=data.get("ffn_mult") if swiglu else None,
-            replace_with_linear=linear,
-            no_op=no_op,
-        )
+        return cls._parse(data, where)
 
 
 @dataclass(frozen=True)
@@ -203,7 +174,7 @@ class BlockConfig:
     def resolve(self, hidden_size: int) -> BlockConfig:
         return replace(self, ffn=self.ffn.resolve(hidden_size))
 
-    def to_dict(self, hidden_size: int) -> dict[str, Any]:
+    def to_dict(self, hidden_size: int | None) -> dict[str, Any]:
         return {"attention": self.attention.to_dict(), "ffn": self.ffn.to_dict(hidden_size)}
 
     @classmethod
@@ -213,19 +184,16 @@ class BlockConfig:
         where = f"block_configs[{layer_idx}]"
         if not isinstance(data, dict) or "attention" not in data or "ffn" not in data:
             raise BlockConfigError(f"{where} must be an object with 'attention' and 'ffn' entries, got {data!r}")
-        _reject_unsupported(where, {k: v for k, v in data.items() if k not in ("attention", "ffn")}, set(), _UNSUPPORTED_BLOCK_KEYS)
+        rest = {k: v for k, v in data.items() if k not in ("attention", "ffn")}
+        _reject_unsupported(where, rest, set(), _UNSUPPORTED_BLOCK_KEYS)
         return cls(
             attention=AttentionConfig.from_dict(data["attention"], f"{where}.attention", num_attention_heads),
             ffn=FFNConfig.from_dict(data["ffn"], f"{where}.ffn"),
         )
 
     def describe(self, num_attention_heads: int) -> tuple[str, str]:
-        """Short human labels, e.g. ('gqa kv=8', 'ffn 14336')."""
-        a = self.attention
-        att = f"gqa kv={a.num_kv_heads(num_attention_heads)}" if a.kind == "gqa" else a.kind
-        f = self.ffn
-        ffn = f"swiglu {f.intermediate_size}" if f.kind == "swiglu" else f.kind
-        return att, ffn
+        """Short human labels, e.g. ('gqa kv=8', 'swiglu 14336')."""
+        return block_labels(self, num_attention_heads, "long")
 
 
 def parent_block(num_attention_heads: int, num_key_value_heads: int, intermediate_size: int) -> BlockConfig:

@@ -1,23 +1,23 @@
 """A KV cache in which each layer holds exactly what it needs.
 
-GQA layers get a `DynamicLayer` (its own KV-head count, shape (B, kv_heads, T, head_dim));
-no-op and linear attention get a `DummyLayer` that stores nothing. Layer i of the cache is layer i of
-the model, so `cache.layers[i].keys` is directly inspectable.
+Each attention kind says what its layer holds (`cache_layer`): GQA a `DynamicLayer` (its own KV-head count,
+shape (B, kv_heads, T, head_dim)); no-op and linear attention a `DummyLayer` that stores nothing. Layer i of
+the cache is layer i of the model, so `cache.layers[i].keys` is directly inspectable.
 """
 
 from __future__ import annotations
 
-from transformers.cache_utils import DummyLayer, DynamicCache, DynamicLayer
+from transformers.cache_utils import DynamicCache
 
 from .config import PuzzleConfig
 
 
 class PuzzleCache(DynamicCache):
     def __init__(self, config: PuzzleConfig):
-        layers = [DynamicLayer() if b.attention.kind == "gqa" else DummyLayer() for b in config.block_configs]
+        layers = [b.attention.kind.cache_layer() for b in config.block_configs]
         # DynamicCache(config=...) would give every layer a KV slot; build ours instead.
         super(DynamicCache, self).__init__(layers=layers)
-        self.has_attention = any(b.attention.kind == "gqa" for b in config.block_configs)
+        self.has_attention = any(b.attention.kind.holds_cache for b in config.block_configs)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         if not self.has_attention:

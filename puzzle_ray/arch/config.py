@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedConfig
 from transformers.modeling_rope_utils import RopeParameters
 
 from .blocks import BlockConfig, BlockConfigError, parent_block
+from .families import PARENT_MODEL_TYPES
 
 MODEL_TYPE = "nemotron-nas"
 
@@ -51,6 +54,9 @@ class PuzzleConfig(PreTrainedConfig):
     """Bias on q, k, v and o projections (Llama's flag)."""
     qkv_bias: bool = False
     """Bias on q, k, v only (Qwen2's layout)."""
+    qk_norm: bool = False
+    """Per-head RMSNorm on q and k before RoPE (Qwen3's layout); written to config.json only when set, so
+    configs of other parents, and the hashes of stages that read them, are unchanged."""
     attention_dropout: float = 0.0
     mlp_bias: bool = False
     pretraining_tp: int | None = 1
@@ -84,9 +90,38 @@ class PuzzleConfig(PreTrainedConfig):
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out["block_configs"] = [b.to_dict(self.hidden_size) for b in self.block_configs]
+        if not out.get("qk_norm"):
+            out.pop("qk_norm", None)
         return out
 
     def to_diff_dict(self) -> dict[str, Any]:
         out = super().to_diff_dict()
         out["block_configs"] = [b.to_dict(self.hidden_size) for b in self.block_configs]
         return out
+
+
+def load_puzzle_config(path: str | Path) -> PuzzleConfig:
+    """A `PuzzleConfig` from a `nemotron-nas` `config.json` or one of a parent family (`families.py`), given
+    as the file or its model folder."""
+    path = Path(path)
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such config file")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: not valid JSON ({e})") from None
+    model_type = data.get("model_type")
+    supported = (*PARENT_MODEL_TYPES, MODEL_TYPE)
+    if model_type not in supported:
+        raise BlockConfigError(f"{file}: model_type={model_type!r} is not one of {', '.join(supported)}")
+    try:
+        if model_type == MODEL_TYPE:
+            return PuzzleConfig(**data)
+        from transformers import AutoConfig
+
+        from .convert import puzzle_config_from_hf  # convert builds on this module
+
+        return puzzle_config_from_hf(AutoConfig.for_model(**data))
+    except BlockConfigError as e:
+        raise BlockConfigError(f"{file}: {e}") from None

@@ -1,4 +1,4 @@
-"""Convert Hugging Face parents (Llama, Qwen2, Mistral) into the heterogeneous Puzzle model.
+"""Convert Hugging Face parents (the families of `families.py`) into the heterogeneous Puzzle model.
 
 Every layer of the result is the parent's own block; weight names are shared, so the state dict is copied
 unchanged and the converted model reproduces the parent's logits.
@@ -13,24 +13,22 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedConfig, Pre
 
 from .blocks import BlockConfigError, parent_block
 from .config import PuzzleConfig
+from .families import PARENT_MODEL_TYPES, family_of
 from .modeling import PuzzleForCausalLM
 from .weights import model_from_state
 
-SUPPORTED_PARENTS = ("llama", "qwen2", "mistral", PuzzleConfig.model_type)
+SUPPORTED_PARENTS = (*PARENT_MODEL_TYPES, PuzzleConfig.model_type)
+"""Every `model_type` whose config converts: the parent families and the Puzzle layout itself."""
 
 
 def puzzle_config_from_hf(hf: PreTrainedConfig) -> PuzzleConfig:
     """The Puzzle config of a parent whose every block is the parent's own."""
-    mt = hf.model_type
-    if mt == PuzzleConfig.model_type:
+    if hf.model_type == PuzzleConfig.model_type:
         return hf
-    if mt not in SUPPORTED_PARENTS:
-        raise BlockConfigError(f"model_type={mt!r}: supported parents are {', '.join(SUPPORTED_PARENTS[:-1])}")
+    family = family_of(hf.model_type)
     if getattr(hf, "hidden_act", "silu") != "silu":
         raise BlockConfigError(f"hidden_act={hf.hidden_act!r}: only SwiGLU (silu) parents are supported")
-    window = getattr(hf, "sliding_window", None)
-    if mt == "qwen2" and not getattr(hf, "use_sliding_window", False):
-        window = None  # Qwen2 carries a window size but only uses it when use_sliding_window is set
+    window = family.sliding_window(hf)  # e.g. Qwen carries a window size but only uses it behind a flag
     if window is not None and window < hf.max_position_embeddings:
         raise BlockConfigError(
             f"sliding_window={window}: sliding-window attention is not supported (set it to null only if every "
@@ -56,10 +54,10 @@ def puzzle_config_from_hf(hf: PreTrainedConfig) -> PuzzleConfig:
         tie_word_embeddings=hf.tie_word_embeddings,
         rope_parameters=dict(hf.rope_parameters),
         attention_bias=getattr(hf, "attention_bias", False),
-        qkv_bias=mt == "qwen2",  # Qwen2: biases on q, k, v but not on o
         mlp_bias=getattr(hf, "mlp_bias", False),
         attention_dropout=getattr(hf, "attention_dropout", 0.0),
         dtype=hf.dtype,
+        **family.puzzle_fields(),  # e.g. Qwen2's q/k/v biases, Qwen3's q/k norms
     )
 
 

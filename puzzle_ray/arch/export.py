@@ -18,6 +18,8 @@ from transformers import PreTrainedModel
 from .blocks import engine_intermediate_size, ffn_mult_for
 from ..store import staged_folder
 from .config import PuzzleConfig
+from .families import ENGINES as ALL_ENGINES
+from .families import FEATURES, families_used_by
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,8 @@ def engine_warnings(config: PuzzleConfig) -> list[str]:
     out = []
     inexact = []
     for i, b in enumerate(config.block_configs):
-        if b.ffn.kind == "swiglu":
-            size = b.ffn.intermediate_size
+        size = b.ffn.kind.size(b.ffn)  # the FFN width, for kinds that have one
+        if size is not None:
             engine = engine_intermediate_size(ffn_mult_for(size, config.hidden_size), config.hidden_size)
             if engine != size:
                 inexact.append(f"layer {i}: {size} (engines read {engine})")
@@ -39,13 +41,28 @@ def engine_warnings(config: PuzzleConfig) -> list[str]:
             f"FFN widths that are not multiples of 256 cannot be expressed by ffn_mult; {ENGINES} cannot read "
             "them (only puzzle-ray's loader, which uses the per-block intermediate_size): " + "; ".join(inexact)
         )
-    linear = [i for i, b in enumerate(config.block_configs) if b.attention.kind == "linear" or b.ffn.kind == "linear"]
+    linear = [i for i, b in enumerate(config.block_configs) if b.attention.kind.linear_map or b.ffn.kind.linear_map]
     if linear:
         out.append(f"layers {linear} use linear replacements: vLLM has no loader path for them (TensorRT-LLM has)")
     if config.qkv_bias or config.attention_bias:
         out.append(f"attention biases (Qwen2-style parents) are not part of the DeciLM layout: {ENGINES} ignore them")
     if config.head_dim != config.hidden_size // config.num_attention_heads:
         out.append(f"head_dim={config.head_dim} differs from hidden_size / heads: DeciLM engines assume the latter")
+    out.extend(family_warnings(config))
+    return out
+
+
+def family_warnings(config: PuzzleConfig) -> list[str]:
+    """One line per parent family whose own block features `config` has and some engines' loaders lack."""
+    out = []
+    for family in families_used_by(config):
+        lacking = [e for e in ALL_ENGINES if e not in family.engines]
+        if lacking:
+            features = ", ".join(FEATURES[f] for f, on in family.puzzle_fields().items() if on)
+            out.append(
+                f"{family.name} blocks ({features}) are not part of the DeciLM layout: the nemotron-nas loaders of "
+                f"{', '.join(lacking)} cannot read this checkpoint (only puzzle-ray's loader can)"
+            )
     return out
 
 
@@ -86,7 +103,8 @@ def export_pretrained(
         log.warning(w)
     with staged_folder(out_dir) as tmp:
         model.save_pretrained(tmp, max_shard_size=max_shard_size)
-        (tmp / "config.json").write_text(json.dumps(published_config_dict(model.config), indent=2, sort_keys=True) + "\n")
+        config_json = json.dumps(published_config_dict(model.config), indent=2, sort_keys=True)
+        (tmp / "config.json").write_text(config_json + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return warnings

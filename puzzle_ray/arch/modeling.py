@@ -44,7 +44,8 @@ class PuzzleRMSNorm(nn.Module):
 
 
 class GQAttention(nn.Module):
-    """Grouped-query attention with this layer's own number of KV heads."""
+    """Grouped-query attention with this layer's own number of KV heads; with `config.qk_norm`, q and k are
+    RMS-normalised per head (one (head_dim,) weight each, shared by all heads) before RoPE, as Qwen3 does."""
 
     def __init__(self, config: PuzzleConfig, block: BlockConfig, layer_idx: int):
         super().__init__()
@@ -63,6 +64,9 @@ class GQAttention(nn.Module):
         self.k_proj = nn.Linear(h, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.v_proj = nn.Linear(h, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, h, bias=config.attention_bias)
+        if config.qk_norm:
+            self.q_norm = PuzzleRMSNorm(self.head_dim, config.rms_norm_eps)
+            self.k_norm = PuzzleRMSNorm(self.head_dim, config.rms_norm_eps)
 
     def forward(self, hidden_states, position_embeddings, attention_mask, cache: Cache | None, **kwargs):
         batch_shape = hidden_states.shape[:-1]  # (B, T)
@@ -70,6 +74,8 @@ class GQAttention(nn.Module):
         q = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # (B, heads, T, D)
         k = self.k_proj(hidden_states).view(shape).transpose(1, 2)  # (B, kv_heads, T, D)
         v = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        if self.config.qk_norm:  # over D only, so it commutes with the transpose
+            q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = position_embeddings
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         if cache is not None:
@@ -122,13 +128,13 @@ class LinearFFN(nn.Module):
 
 
 def build_attention(config: PuzzleConfig, block: BlockConfig, layer_idx: int) -> nn.Module | None:
-    kind = block.attention.kind
-    return None if kind == "no_op" else LinearAttention(config) if kind == "linear" else GQAttention(config, block, layer_idx)
+    """The attention module its kind builds (None for a no-op)."""
+    return block.attention.kind.build(config, block, layer_idx)
 
 
 def build_ffn(config: PuzzleConfig, block: BlockConfig) -> nn.Module | None:
-    kind = block.ffn.kind
-    return None if kind == "no_op" else LinearFFN(config) if kind == "linear" else SwiGLU(config, block.ffn.intermediate_size)
+    """The FFN module its kind builds (None for a no-op)."""
+    return block.ffn.kind.build(config, block, None)
 
 
 class PuzzleDecoderLayer(nn.Module):
@@ -149,7 +155,8 @@ class PuzzleDecoderLayer(nn.Module):
     def forward(self, hidden_states, position_embeddings=None, attention_mask=None, cache=None, **kwargs):
         if self.self_attn is not None:
             attn_in = self.input_layernorm(hidden_states)
-            hidden_states = hidden_states + self.self_attn(attn_in, position_embeddings, attention_mask, cache, **kwargs)
+            hidden_states = hidden_states + self.self_attn(attn_in, position_embeddings, attention_mask, cache,
+                                                           **kwargs)
         if self.mlp is not None:
             hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
         return hidden_states

@@ -25,29 +25,13 @@ def dtype_bytes(dtype: str | torch.dtype) -> int:
 
 
 def attention_params(config: PuzzleConfig, block: BlockConfig) -> int:
-    """Weights of the attention sub-block, its input norm included (0 for no-op)."""
-    h, a = config.hidden_size, block.attention
-    if a.kind == "no_op":
-        return 0
-    if a.kind == "linear":
-        return h * h + h
-    q = config.num_attention_heads * config.head_dim
-    kv = a.num_kv_heads(config.num_attention_heads) * config.head_dim
-    qkv_bias = config.attention_bias or config.qkv_bias
-    weights = h * q + 2 * h * kv + q * h
-    biases = (q + 2 * kv if qkv_bias else 0) + (h if config.attention_bias else 0)
-    return weights + biases + h
+    """Weights of the attention sub-block, its input norm included (0 for no-op); its kind counts them."""
+    return block.attention.kind.params(config, block.attention)
 
 
 def ffn_params(config: PuzzleConfig, block: BlockConfig) -> int:
-    """Weights of the FFN sub-block, its input norm included (0 for no-op)."""
-    h, f = config.hidden_size, block.ffn
-    if f.kind == "no_op":
-        return 0
-    if f.kind == "linear":
-        return h * h + h
-    i = f.intermediate_size
-    return 3 * h * i + (2 * i + h if config.mlp_bias else 0) + h
+    """Weights of the FFN sub-block, its input norm included (0 for no-op); its kind counts them."""
+    return block.ffn.kind.params(config, block.ffn)
 
 
 def block_params(config: PuzzleConfig, block: BlockConfig) -> int:
@@ -55,9 +39,8 @@ def block_params(config: PuzzleConfig, block: BlockConfig) -> int:
 
 
 def kv_bytes_per_token(config: PuzzleConfig, block: BlockConfig, dtype: str | torch.dtype = "bfloat16") -> int:
-    """KV-cache bytes one token adds in this layer: 2 (K and V) x kv_heads x head_dim x bytes; 0 without GQA."""
-    kv_heads = block.attention.num_kv_heads(config.num_attention_heads)
-    return 2 * kv_heads * config.head_dim * dtype_bytes(dtype)
+    """KV-cache bytes one token adds in this layer (2 x kv_heads x head_dim x bytes for GQA; 0 without a cache)."""
+    return block.attention.kind.kv_bytes_per_token(config, block.attention, dtype_bytes(dtype))
 
 
 def non_block_params(config: PuzzleConfig) -> int:
@@ -74,6 +57,7 @@ class ModelStats:
     kv_bytes_per_token: int
     """Summed over layers, at the dtype asked for."""
     num_gqa_layers: int
+    """Layers whose attention keeps a KV cache."""
 
 
 def model_stats(config: PuzzleConfig, dtype: str | torch.dtype = "bfloat16") -> ModelStats:
@@ -84,5 +68,5 @@ def model_stats(config: PuzzleConfig, dtype: str | torch.dtype = "bfloat16") -> 
         block_params=blocks,
         non_block_params=other,
         kv_bytes_per_token=sum(kv_bytes_per_token(config, b, dtype) for b in config.block_configs),
-        num_gqa_layers=sum(b.attention.kind == "gqa" for b in config.block_configs),
+        num_gqa_layers=sum(b.attention.kind.holds_cache for b in config.block_configs),
     )

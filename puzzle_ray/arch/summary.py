@@ -1,40 +1,13 @@
-"""Read any supported `config.json` and summarise its architecture, layer by layer, without weights."""
+"""Summarise an architecture, layer by layer, without weights (rich tables; `load_puzzle_config` reads one)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 from rich.table import Table
-from transformers import AutoConfig
 
-from .blocks import BlockConfigError
 from .config import PuzzleConfig
-from .convert import SUPPORTED_PARENTS, puzzle_config_from_hf
 from .modeling import PuzzleForCausalLM
 from .stats import attention_params, ffn_params, kv_bytes_per_token, model_stats
-
-
-def load_puzzle_config(path: str | Path) -> PuzzleConfig:
-    """A `PuzzleConfig` from a `nemotron-nas`, Llama, Qwen2 or Mistral `config.json` (file or model folder)."""
-    path = Path(path)
-    file = path / "config.json" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no such config file")
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{file}: not valid JSON ({e})") from None
-    model_type = data.get("model_type")
-    if model_type not in SUPPORTED_PARENTS:
-        raise BlockConfigError(f"{file}: model_type={model_type!r} is not one of {', '.join(SUPPORTED_PARENTS)}")
-    try:
-        if model_type == PuzzleConfig.model_type:
-            return PuzzleConfig(**data)
-        return puzzle_config_from_hf(AutoConfig.for_model(**data))
-    except BlockConfigError as e:
-        raise BlockConfigError(f"{file}: {e}") from None
 
 
 def count_params_on_meta(config: PuzzleConfig) -> int:
@@ -52,17 +25,19 @@ def _fmt_count(n: float) -> str:
 
 
 def layer_table(config: PuzzleConfig, dtype: str = "bfloat16") -> Table:
-    table = Table(title=f"{config.num_hidden_layers} layers, hidden {config.hidden_size}, {config.num_attention_heads} heads")
+    table = Table(title=f"{config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+                        f"{config.num_attention_heads} heads")
     for col in ("layer", "attention", "kv heads", "ffn", "ffn width", "params", f"KV bytes/token ({dtype})"):
         table.add_column(col, justify="right" if col not in ("attention", "ffn") else "left")
     for i, b in enumerate(config.block_configs):
-        kv = b.attention.num_kv_heads(config.num_attention_heads)
+        heads, a, f = config.num_attention_heads, b.attention, b.ffn
+        kv, width = a.kind.size(a, heads), f.kind.size(f, heads)
         table.add_row(
             str(i),
-            b.attention.kind,
-            str(kv) if b.attention.kind == "gqa" else "-",
-            b.ffn.kind,
-            str(b.ffn.intermediate_size) if b.ffn.kind == "swiglu" else "-",
+            str(a.kind),
+            "-" if kv is None else str(kv),
+            str(f.kind),
+            "-" if width is None else str(width),
             _fmt_count(attention_params(config, b) + ffn_params(config, b)),
             str(kv_bytes_per_token(config, b, dtype)),
         )
@@ -89,5 +64,6 @@ def totals_table(configs: dict[str, PuzzleConfig], dtype: str = "bfloat16") -> T
         ref = stats[names[0]]
         table.add_row("parameters vs " + names[0], *[f"{stats[n].num_params / ref.num_params:.3f}x" for n in names])
         if ref.kv_bytes_per_token:
-            table.add_row("KV cache vs " + names[0], *[f"{stats[n].kv_bytes_per_token / ref.kv_bytes_per_token:.3f}x" for n in names])
+            table.add_row("KV cache vs " + names[0],
+                          *[f"{stats[n].kv_bytes_per_token / ref.kv_bytes_per_token:.3f}x" for n in names])
     return table

@@ -28,7 +28,8 @@ def cost_library(measured: Library, parent: PuzzleConfig, extra: Sequence[BlockC
 
     per_layer = []
     for i, layer in enumerate(measured.layers):
-        blocks = {v.block_config.resolve(parent.hidden_size): None for v in layer.values() if v.block_config is not None}
+        blocks = {v.block_config.resolve(parent.hidden_size): None for v in layer.values()
+                  if v.block_config is not None}
         blocks.update({b.resolve(parent.hidden_size): None for b in extra})
         if not blocks:
             raise LibraryError(f"{layer_key(i)}: no variant has a block config to measure")
@@ -46,15 +47,15 @@ class CostModel:
     """The summed per-block stat (decode_ms: one decode step of the whole batch)."""
 
     def __post_init__(self):
-        scenario = self.library.meta.get("scenario")
-        if not scenario or "non_block" not in self.library.meta:
+        scenario = self.library.meta.scenario
+        if not scenario or self.library.meta.non_block is None:
             raise LibraryError("the cost library has no measured stats (run the measure stage first)")
         self.batch_size = int(scenario["batch_sizes"][0])
         self._by_block = [
             {v.block_config.resolve(self.parent.hidden_size): v for v in layer.values() if v.block_config is not None}
             for layer in self.library.layers
         ]
-        non_block = self.library.meta["non_block"]
+        non_block = self.library.meta.non_block
         self.non_block = float({**non_block, **non_block.get("by_batch", {}).get(str(self.batch_size), {})}[self.stat])
         self.parent_total = self.total(self.parent.block_configs)
 

@@ -6,21 +6,19 @@ from collections.abc import Sequence
 
 from ..arch.blocks import BlockConfig
 from ..arch.config import PuzzleConfig
-
-SHORT = {"no_op": "-", "linear": "lin"}
+from ..arch.kinds import block_labels
 
 
 def describe_block(block: BlockConfig, num_attention_heads: int) -> str:
-    a, f = block.attention, block.ffn
-    att = f"kv{a.num_kv_heads(num_attention_heads)}" if a.kind == "gqa" else SHORT[a.kind]
-    ffn = str(f.intermediate_size) if f.kind == "swiglu" else SHORT[f.kind]
-    return f"{att}/{ffn}"
+    """'kv2/768', '-/lin': each kind's tag label."""
+    return "/".join(block_labels(block, num_attention_heads, "tag"))
 
 
 def describe_blocks(blocks: Sequence[BlockConfig], parent: PuzzleConfig) -> str:
     """Per layer 'attention/FFN' ('-' no-op, 'lin' linear), then how many sub-blocks differ from the parent's."""
     hidden, heads = parent.hidden_size, parent.num_attention_heads
     parts = [describe_block(b.resolve(hidden), heads) for b in blocks]
-    changed = sum(b.resolve(hidden).attention != p.resolve(hidden).attention for b, p in zip(blocks, parent.block_configs))
+    changed = sum(b.resolve(hidden).attention != p.resolve(hidden).attention
+                  for b, p in zip(blocks, parent.block_configs))
     changed += sum(b.resolve(hidden).ffn != p.resolve(hidden).ffn for b, p in zip(blocks, parent.block_configs))
     return f"`{' '.join(parts)}` ({changed} of {2 * len(blocks)} sub-blocks changed)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ..library.record import Library, LibraryError
-from ..search.parent import parent_variants
+from ..solve.parent import parent_variants
 from .costs import CostModel
 
 
@@ -32,7 +32,8 @@ def objective_table(library: Library, objective: str) -> list[dict[str, float]]:
 
 def cost_table(library: Library, costs: CostModel) -> list[dict[str, float]]:
     """Per layer, {variant name: predicted cost} from the cost model (by block config, not by name)."""
-    return [{n: costs.block_cost(i, v.block_config) for n, v in layer.items()} for i, layer in enumerate(library.layers)]
+    return [{n: costs.block_cost(i, v.block_config) for n, v in layer.items()}
+            for i, layer in enumerate(library.layers)]
 
 
 def greedy_search(library: Library, costs: CostModel, objective: str, target: float) -> list[str] | None:

@@ -25,7 +25,7 @@ def prune_from_parent(parent: PuzzleForCausalLM, blocks: Sequence[BlockConfig],
     if len(blocks) != config.num_hidden_layers:
         raise ValueError(f"{len(blocks)} blocks for a {config.num_hidden_layers}-layer parent")
     for i, block in enumerate(blocks):
-        if block.attention.kind == "linear" or block.ffn.kind == "linear":
+        if block.attention.kind.linear_map or block.ffn.kind.linear_map:
             raise ValueError(f"layer {i}: linear replacements need least-squares statistics; use the block library")
     data = config.to_dict()
     data["block_configs"] = [b.to_dict(config.hidden_size) for b in blocks]

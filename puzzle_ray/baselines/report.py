@@ -97,7 +97,8 @@ def target_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]
     if parent:
         cells = ["parent", "1", "1", "1", "100%", "0", _fmt(parent.get("parent_top1_accuracy")), "100%"]
         cells += [_fmt(parent.get(f"parent_{k}")) for k in episodes]
-        cells += [f"{_fmt(parent.get('parent_decode_tok_s'))} tok/s decode, {_fmt(parent.get('parent_prefill_ms'))} ms prefill"]
+        cells += [f"{_fmt(parent.get('parent_decode_tok_s'))} tok/s decode, "
+                  f"{_fmt(parent.get('parent_prefill_ms'))} ms prefill"]
         rows.append(cells)
     ordered: list[MethodResult] = []
     for method in dict.fromkeys(r.method for r in results):
@@ -144,8 +145,10 @@ def verdict(results: list[MethodResult]) -> str:
     p = puzzle[0].figures()
     if not others:
         return "No baseline child at this target to compare with."
-    kl_beaten = [r.label for r in others if r.figures().get("kl_from_parent", math.inf) <= p.get("kl_from_parent", math.inf)]
-    top1_beaten = [r.label for r in others if r.figures().get("top1_accuracy", -math.inf) >= p.get("top1_accuracy", -math.inf)]
+    kl_beaten = [r.label for r in others
+                 if r.figures().get("kl_from_parent", math.inf) <= p.get("kl_from_parent", math.inf)]
+    top1_beaten = [r.label for r in others
+                   if r.figures().get("top1_accuracy", -math.inf) >= p.get("top1_accuracy", -math.inf)]
     parts = ["Puzzle has the lowest KL from the parent" if not kl_beaten
              else f"KL as low as or lower than Puzzle's: {', '.join(kl_beaten)}"]
     parts.append("the highest top-1 accuracy" if not top1_beaten

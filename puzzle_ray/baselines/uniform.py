@@ -24,8 +24,9 @@ def homogeneous_block(parent: PuzzleConfig) -> BlockConfig:
     first = parent.block_configs[0].resolve(parent.hidden_size)
     for i, block in enumerate(parent.block_configs):
         if block.resolve(parent.hidden_size) != first:
-            raise UnsupportedParentError(f"uniform pruning needs identical parent blocks; layer {i} differs from layer 0")
-    if first.attention.kind != "gqa" or first.ffn.kind != "swiglu":
+            raise UnsupportedParentError(f"uniform pruning needs identical parent blocks; "
+                                         f"layer {i} differs from layer 0")
+    if not (first.attention.kind.resizable and first.ffn.kind.resizable):
         raise UnsupportedParentError("uniform pruning needs a parent with GQA attention and SwiGLU FFNs")
     return first
 

@@ -9,13 +9,13 @@ from .config import DistillConfig
 from .loss import chunked_kl_and_lm, cosine_distance, hidden_cosine_loss
 from .models import DistillInputError, check_pair
 from .objective import GKDStudent, LossWeights, teacher_targets
-from .run import DistillPlan, distill, plan
+from .run import StepBudget, distill, step_budget
 
 __all__ = [
     "BatchSource",
     "DistillConfig",
     "DistillInputError",
-    "DistillPlan",
+    "StepBudget",
     "GKDStudent",
     "LossWeights",
     "TensorBatchSource",
@@ -24,6 +24,6 @@ __all__ = [
     "cosine_distance",
     "distill",
     "hidden_cosine_loss",
-    "plan",
+    "step_budget",
     "teacher_targets",
 ]

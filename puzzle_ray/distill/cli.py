@@ -28,7 +28,9 @@ def distill_command(
     parent: Annotated[Path, typer.Argument(help="the parent (teacher) model folder")],
     child: Annotated[Path, typer.Argument(help="the child (student) model folder, e.g. from `realize`")],
     tokens: TokensOpt,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML/JSON of DistillConfig fields (or a `distill:` section)")] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML/JSON of DistillConfig fields (or a `distill:` section)")
+    ] = None,
     engine: Annotated[Optional[str], typer.Option(help="ddp or deepspeed")] = None,
     zero_stage: Annotated[Optional[int], typer.Option(help="DeepSpeed ZeRO stage 0-3")] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="Ray Train workers")] = None,
@@ -47,15 +49,16 @@ def distill_command(
     from .config import DistillConfig
     from .models import check_pair
     from ..cluster import connect
-    from .run import distill, plan
+    from .run import distill, step_budget
 
     overrides = {"engine": engine, "zero_stage": zero_stage, "num_workers": num_workers, "use_gpu": use_gpu,
                  "token_budget": token_budget, "lr": lr}
     try:
-        cfg = DistillConfig(**{**load_config_file(config, "distill"), **{k: v for k, v in overrides.items() if v is not None}})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        cfg = DistillConfig(**{**load_config_file(config, "distill"), **given})
         data = TensorBatchSource.from_file(tokens)
         parent_cfg, _ = check_pair(parent, child)  # fail before Ray or MLflow start
-        plan(cfg, data, parent_cfg.vocab_size)
+        step_budget(cfg, data, parent_cfg.vocab_size)
         artifacts = ArtifactStore(store)
         connect()
         run_id = None

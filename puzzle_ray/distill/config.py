@@ -6,12 +6,15 @@ from typing import Literal
 
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from ..configs import StrictConfig
+from ..optim.config import FractionWarmupConfig
 
 Engine = Literal["ddp", "deepspeed"]
 
 
-class DistillConfig(StrictConfig):
+class DistillConfig(FractionWarmupConfig):
+    """GKD's settings; the optimiser's (`weight_decay`, `betas`, `warmup_fraction`, `min_lr_ratio`, `grad_clip`)
+    come from `FractionWarmupConfig` with its defaults, `lr` is GKD's own."""
+
     # -- loss ----------------------------------------------------------------------------------------------
     cosine_weight: NonNegativeFloat = 1.0
     """Weight of the sum over aligned layers of (1 - cosine(child hidden state, parent hidden state))."""
@@ -32,14 +35,6 @@ class DistillConfig(StrictConfig):
     """Micro-batches accumulated per optimizer step."""
     lr: PositiveFloat = 1e-4
     """Peak AdamW learning rate."""
-    weight_decay: NonNegativeFloat = 0.0
-    """AdamW weight decay."""
-    warmup_fraction: float = 0.05
-    """Share of the steps with a linear warm-up from 0; a cosine decay to `min_lr_ratio * lr` follows."""
-    min_lr_ratio: float = 0.1
-    """Final learning rate as a fraction of `lr`."""
-    grad_clip: PositiveFloat = 1.0
-    """Global gradient-norm clipping."""
     seed: int = 0
     """Seed of the data order."""
 
@@ -93,10 +88,6 @@ class DistillConfig(StrictConfig):
     def _check(self):
         if self.cosine_weight == self.kl_weight == self.lm_weight == 0:
             raise ValueError("cosine_weight, kl_weight and lm_weight are all 0: there is nothing to train on")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"warmup_fraction={self.warmup_fraction} must be in [0, 1)")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
         if self.max_failures < 0:
             raise ValueError(f"max_failures={self.max_failures} must be >= 0")
         if self.engine == "ddp" and (self.offload_optimizer or self.offload_params):

@@ -10,6 +10,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
+from ..optim.adamw import build_adamw
 from .config import DistillConfig
 from .objective import GKDStudent
 
@@ -33,7 +34,7 @@ class DDPEngine:
         ids = [device.index] if device.type == "cuda" else None
         self.model = DistributedDataParallel(self.gkd, device_ids=ids) if distributed else self.gkd
         params = [p for p in self.gkd.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = build_adamw(config, params)
         self.params = params
         self.grad_clip = config.grad_clip
         self.bf16 = config.bf16

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..optim.adamw import adamw_options
 from .config import DistillConfig
 from .engine_ddp import student_state_dict
 from .objective import GKDStudent
@@ -36,7 +37,7 @@ def deepspeed_config(config: DistillConfig, world_size: int, on_gpu: bool) -> di
             "type": "AdamW",
             # torch_adam: torch's AdamW. DeepSpeed's CPU-Adam and fused Adam are JIT-compiled on first use
             # (minutes, and a CUDA toolchain on GPU nodes); torch's multi-tensor AdamW needs neither.
-            "params": {"lr": config.lr, "weight_decay": config.weight_decay, "torch_adam": True},
+            "params": {**adamw_options(config), "betas": list(config.betas), "torch_adam": True},  # JSON: a list
         },
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,

@@ -8,7 +8,7 @@ import torch
 
 from ..arch import PuzzleConfig, PuzzleForCausalLM
 from ..arch.convert import convert_from_hf
-from ..arch.summary import load_puzzle_config
+from ..arch.config import load_puzzle_config
 
 
 class DistillInputError(ValueError):

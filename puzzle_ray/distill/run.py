@@ -1,4 +1,4 @@
-"""`distill()`: validate, plan, train the child against the parent on Ray Train, export the result.
+"""`distill()`: validate, budget the steps, train the child against the parent on Ray Train, export the result.
 
 Layout in the artifact store, under `distill/<hash of config, parent, child, data>/`:
 
@@ -33,7 +33,7 @@ RUN_NAME = "gkd"
 
 
 @dataclass(frozen=True)
-class DistillPlan:
+class StepBudget:
     seq_len: int
     total_steps: int
     tokens_per_step: int
@@ -43,7 +43,7 @@ class DistillPlan:
         return self.total_steps * self.tokens_per_step
 
 
-def plan(config: DistillConfig, data: BatchSource, vocab_size: int) -> DistillPlan:
+def step_budget(config: DistillConfig, data: BatchSource, vocab_size: int) -> StepBudget:
     """Peek at one batch (sequence length, token ids in range) and turn the token budget into optimizer steps."""
     if not callable(getattr(data, "batches", None)):
         raise DistillInputError(f"data: {type(data).__name__} has no batches(...) method (see distill.batch_source)")
@@ -62,7 +62,7 @@ def plan(config: DistillConfig, data: BatchSource, vocab_size: int) -> DistillPl
     if steps == 0:
         raise DistillInputError(f"token_budget={config.token_budget} is less than one optimizer step "
                                 f"({config.sequences_per_step} sequences x {seq_len} tokens = {tokens_per_step})")
-    return DistillPlan(seq_len, steps, tokens_per_step)
+    return StepBudget(seq_len, steps, tokens_per_step)
 
 
 def data_identity(data: BatchSource) -> str:
@@ -124,7 +124,7 @@ def distill(
 
     parent_dir, child_dir = Path(parent_dir), Path(child_dir)
     parent_cfg, _ = check_pair(parent_dir, child_dir)
-    steps = plan(config, data, parent_cfg.vocab_size)
+    steps = step_budget(config, data, parent_cfg.vocab_size)
     store.check_writable()
     from ..arch.weights import fingerprint
 
@@ -229,7 +229,7 @@ def _export(weights_file: Path, child_dir: Path, tokenizer_dir: Path | None) -> 
 
     from ..arch import PuzzleForCausalLM
     from ..arch.export import export_pretrained
-    from ..arch.summary import load_puzzle_config
+    from ..arch.config import load_puzzle_config
 
     config = load_puzzle_config(child_dir)
     state = load_file(weights_file)
@@ -250,7 +250,7 @@ def _export(weights_file: Path, child_dir: Path, tokenizer_dir: Path | None) -> 
     return out
 
 
-def _log_params(run_id: str | None, config: DistillConfig, steps: DistillPlan, key: str) -> None:
+def _log_params(run_id: str | None, config: DistillConfig, steps: StepBudget, key: str) -> None:
     if not run_id:
         return
     from mlflow import MlflowClient

@@ -25,7 +25,6 @@ from .batch_source import BatchSource
 from .config import DistillConfig
 from .engine import build_engine
 from .objective import TERMS, GKDStudent, LossWeights, teacher_targets
-from .schedule import warmup_cosine_lr
 
 STATE_FILE = "trainer_state.json"
 FINAL_WEIGHTS = "student.safetensors"
@@ -147,7 +146,7 @@ def gkd_worker(args: WorkerArgs) -> None:
         micro = list(itertools.islice(batches, cfg.grad_accum_steps))
         if len(micro) < cfg.grad_accum_steps:
             raise RuntimeError(f"rank {rank}: the data source ran out of batches at step {step}")
-        lr = warmup_cosine_lr(step, args.total_steps, cfg.lr, cfg.warmup_fraction, cfg.min_lr_ratio)
+        lr = cfg.lr_at(step, args.total_steps)
         terms, grad_norm = engine.train_step(micro, teacher_fn, lr)
         window_terms += terms
         window_steps += 1

@@ -14,14 +14,18 @@ def evaluate_command(
     parent: Annotated[Path, typer.Argument(help="the parent model folder")],
     child: Annotated[Path, typer.Argument(help="the child model folder (e.g. the output of `distill`)")],
     tokens: Annotated[Path, typer.Option("--tokens", help="held-out (N, T) token ids: .npy, .safetensors or .pt")],
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML/JSON with `evaluate:` and `scenario:` sections")] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML/JSON with `evaluate:` and `scenario:` sections")
+    ] = None,
     batch_sizes: Annotated[Optional[str], typer.Option(help="scenario batch sizes, comma-separated")] = None,
     prefill_len: Annotated[Optional[int], typer.Option(help="scenario prompt tokens")] = None,
     decode_len: Annotated[Optional[int], typer.Option(help="scenario generated tokens")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="scenario dtype: fp32, bf16 or fp16")] = None,
     speed: Annotated[bool, typer.Option("--speed/--no-speed", help="time prefill and decode end-to-end")] = True,
     out: Annotated[Path, typer.Option(help="folder for eval_report.json and eval_report.md")] = Path("eval-report"),
-    register_as: Annotated[Optional[str], typer.Option("--register", help="publish the child under this registered model name")] = None,
+    register_as: Annotated[
+        Optional[str], typer.Option("--register", help="publish the child under this registered model name")
+    ] = None,
     alias: Annotated[str, typer.Option(help="registry alias of the published version")] = "candidate",
     experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "puzzle-ray",
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log the report to MLflow")] = True,
@@ -91,7 +95,8 @@ def publish_command(
         published = publish(model, name, alias, attached)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         fail(str(e))
-    console.print(f"registered {published.name} version {published.version} as @{published.alias}: {published.model_uri}")
+    console.print(f"registered {published.name} version {published.version} as @{published.alias}: "
+                  f"{published.model_uri}")
 
 
 def register(app: typer.Typer) -> None:

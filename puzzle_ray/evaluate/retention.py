@@ -22,13 +22,13 @@ Kind = Literal["higher", "nats", "lower", "time", "size"]
 RATIO_NAMES = {"higher": "retention", "nats": "retention", "lower": "retention", "time": "speedup", "size": "fraction"}
 
 
-def ratio(kind: Kind, parent: float, child: float) -> float:
+def ratio(direction: Kind, parent: float, child: float) -> float:
     if any(x is None or not math.isfinite(x) for x in (parent, child)):
         return math.nan
-    if kind == "nats":
+    if direction == "nats":
         return math.exp(parent - child)
-    if kind in ("time", "lower"):
+    if direction in ("time", "lower"):
         return parent / child if child > 0 else math.nan
-    if kind == "higher" and parent == child:
+    if direction == "higher" and parent == child:
         return 1.0  # also when both are 0
     return child / parent if parent != 0 else math.nan

@@ -18,7 +18,7 @@ import torch
 
 from ..arch.convert import convert_from_hf
 from ..arch.stats import dtype_bytes, model_stats
-from ..arch.summary import load_puzzle_config
+from ..arch.config import load_puzzle_config
 from ..distill.batch_source import BatchSource
 from ..measure.config import Scenario
 from .config import EvalConfig

@@ -8,20 +8,21 @@ store, and a restarted actor resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import torch
 
 from ..arch.modeling import PuzzleDecoderLayer, prepare_block_inputs
-from ..arch.summary import load_puzzle_config
+from ..arch.config import load_puzzle_config
 from ..arch.weights import load_tensors
+from ..optim.adamw import build_adamw
+from ..optim.schedule import warmup_cosine_scheduler
 from ..store import ArtifactStore
 from .config import BLDConfig
 from .init import LayerCalibration
 from .space import LayerSpace
-from .units import LayerEntries, Unit, build_units, normalised_mse, pair_names
+from .units import LayerEntries, BLDUnit, build_units, normalised_mse, pair_names
 
 CKPT_KEEP = 2
 
@@ -74,7 +75,7 @@ class BLDWorker:
 
         self.rotary = LlamaRotaryEmbedding(self.config).to(self.device)
         self.calib: dict[int, LayerCalibration] = {}
-        self.units: dict[str, Unit] = {}
+        self.units: dict[str, BLDUnit] = {}
         self.entries: dict[int, LayerEntries] = {}
         self.optimizer = self.scheduler = None
         self.step = -1  # -1: not initialised; 0: initialised (init checkpoint); n: trained n steps
@@ -99,10 +100,11 @@ class BLDWorker:
 
     # -- phase 1: calibration and initialisation ------------------------------------------------------------
     def begin_calibration(self) -> None:
-        linear_att = any(v.config.kind == "linear" for s in self.spec.spaces for v in s.attention)
-        linear_ffn = any(v.config.kind == "linear" for s in self.spec.spaces for v in s.ffn)
+        linear_att = any(v.config.kind.linear_map for s in self.spec.spaces for v in s.attention)
+        linear_ffn = any(v.config.kind.linear_map for s in self.spec.spaces for v in s.ffn)
         lstsq = self.spec.bld.linear_init == "lstsq"
-        self.calib = {i: LayerCalibration(layer, lstsq and linear_att, lstsq and linear_ffn) for i, layer in self.parent_layers.items()}
+        self.calib = {i: LayerCalibration(layer, lstsq and linear_att, lstsq and linear_ffn)
+                      for i, layer in self.parent_layers.items()}
 
     @torch.no_grad()
     def calibrate(self, k: int, x: torch.Tensor):
@@ -135,16 +137,9 @@ class BLDWorker:
         if not params:
             self.optimizer = self.scheduler = None
             return
-        self.optimizer = torch.optim.AdamW(params, lr=b.lr, weight_decay=b.weight_decay)
-        total, warm = self.spec.total_steps, max(1, int(b.warmup_fraction * self.spec.total_steps))
-
-        def lr_lambda(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            t = (step - warm) / max(1, total - warm)
-            return b.min_lr_ratio + (1 - b.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
+        self.optimizer = build_adamw(b, params)
+        total = self.spec.total_steps
+        self.scheduler = warmup_cosine_scheduler(self.optimizer, total, b.warmup_steps_for(total), b.min_lr_ratio)
 
     # -- evaluation: normalised MSE of every unit and every library entry -----------------------------------
     def begin_eval(self) -> None:
@@ -215,7 +210,8 @@ class BLDWorker:
         tensors = {f"{uid}::{name}": t for uid, u in self.units.items() for name, t in u.weights().items()}
         self.store.write_tensors(f"{key}/units.safetensors", tensors)
         if self.optimizer is not None:
-            self.store.write_torch(f"{key}/optim.pt", {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()})
+            self.store.write_torch(f"{key}/optim.pt", {"optimizer": self.optimizer.state_dict(),
+                                                       "scheduler": self.scheduler.state_dict()})
         losses = {uid: u.losses for uid, u in self.units.items()}
         self.store.write_json(f"{key}/state.json", {"step": self.step, "results": self.results, "losses": losses})
         for old in self._ckpt_steps()[:-CKPT_KEEP]:

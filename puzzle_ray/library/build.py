@@ -15,6 +15,7 @@ A finished build is recorded in the store and a re-run returns it without traini
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -27,15 +28,18 @@ import ray
 import torch
 
 from ..arch.stats import attention_params, ffn_params, kv_bytes_per_token
-from ..arch.summary import load_puzzle_config
+from ..arch.config import load_puzzle_config
 from ..arch.weights import fingerprint
 from ..configs import content_hash
+from ..data import TokenData
 from ..store import ArtifactStore
 from ..ui import progress
 from .actor import ActorSpec, BLDWorker
+from .bld_record import BLDRecord, SubBlockBLD
 from .config import BLDConfig
+from .meta import LibraryMeta
 from .record import Library, Variant, variant_name
-from .space import LayerSpace, SearchSpace, expand
+from .space import LayerSpace, VariantSpace, expand
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,24 @@ class BLDData:
     fingerprint: str
     """Identity of the token data (part of the library's content hash)."""
 
+    @classmethod
+    def from_tokens(cls, tokens: TokenData, bld: BLDConfig) -> BLDData:
+        """The workflow's batches: `bld.micro_batch_size` sequences each, training batches shuffled by `bld.seed`
+        (calibration by `seed + 1`), validation in order; cycled where a split is shorter than asked for."""
+        train, val, mb = tokens.train, tokens.validation, bld.micro_batch_size
+
+        def train_batches(start: int):
+            return train.batches(mb, token_budget=bld.token_budget, seed=bld.seed, cycle=True, start_batch=start)
+
+        return cls(
+            train=train_batches,
+            calibration=lambda: list(itertools.islice(train.batches(mb, seed=bld.seed + 1, cycle=True),
+                                                      bld.calibration_batches)),
+            validation=lambda: list(itertools.islice(val.batches(mb, shuffle=False, cycle=True), bld.eval_batches)),
+            seq_len=train.seq_len,
+            fingerprint=tokens.path.name,
+        )
+
 
 @dataclass
 class BuildResult:
@@ -70,9 +92,10 @@ class BuildResult:
     """Variants trained (each saw every training token)."""
 
 
-def library_key(parent_fp: str, space: SearchSpace, bld: BLDConfig, data: BLDData) -> str:
+def library_key(parent_fp: str, space: VariantSpace, bld: BLDConfig, data: BLDData) -> str:
     return "library/" + content_hash(
-        {"parent": parent_fp, "space": space.model_dump(mode="json"), "bld": bld.result_hash_fields(), "data": data.fingerprint}
+        {"parent": parent_fp, "space": space.model_dump(mode="json"), "bld": bld.result_hash_fields(),
+         "data": data.fingerprint}
     )
 
 
@@ -94,7 +117,7 @@ def partition_layers(spaces: list[LayerSpace], num_actors: int) -> list[tuple[in
 
 def build_library(
     parent_dir: str | Path,
-    space: SearchSpace,
+    space: VariantSpace,
     bld: BLDConfig,
     data: BLDData,
     store: ArtifactStore,
@@ -111,7 +134,7 @@ def build_library(
     key = library_key(parent_fp, space, bld, data)
     if store.exists(f"{key}/complete.json"):
         log.info("library %s is complete: reusing it", key)
-        return BuildResult(load_library(store, key), key, reused=True)
+        return BuildResult(Library.read(store, key), key, reused=True)
     parent_key = f"parents/{parent_fp}"
     if not store.exists(f"{parent_key}/.complete"):
         store.put_dir(parent_dir, parent_key)
@@ -132,8 +155,7 @@ def build_library(
     library = assemble_library(
         parent, spaces, reports, weight_keys, parent_key, total_steps * tokens_per_step, bld, space, store.url
     )
-    store.write_json(f"{key}/block_library.json", library.to_json())
-    store.write_json(f"{key}/library_meta.json", library.meta)
+    library.write(store, key)
     losses = {uid: loss for r in reports for uid, loss in r["losses"].items()}
     store.write_json(f"{key}/losses.json", losses)
     restored = {r["layers"]: r["restored_from"] for r in reports if r["restored_from"]}
@@ -144,10 +166,6 @@ def build_library(
         log_library(mlflow_run_id, library, losses)
     return BuildResult(library, key, reused=False, losses=losses, restored_from=restored, train_seconds=train_seconds,
                        trained_units=len(losses))
-
-
-def load_library(store: ArtifactStore, key: str) -> Library:
-    return Library.from_json(store.read_json(f"{key}/block_library.json"), store.read_json(f"{key}/library_meta.json"))
 
 
 def _start_actors(store, parent_key, key, ranges, spaces, bld, total_steps, num_layers) -> list:
@@ -279,37 +297,33 @@ def assemble_library(parent, spaces, reports, weight_keys, parent_key, tokens, b
                 weights = {part: ("parent" if uid == "parent" else weight_keys[uid]) for part, uid in src.items()}
                 res = results.get(f"L{i}/entry/{a.name}/{f.name}", {})
                 trained = any(uid != "parent" for uid in src.values())
-                bld_info = {
-                    "nmse_init": res.get("nmse_init"),
-                    "nmse_final": res.get("nmse_final"),
-                    "tokens_seen": tokens if trained else 0,
-                    "is_parent": a.is_parent and f.is_parent,
-                }
-                for part, uid in src.items():
-                    if uid != "parent":
-                        unit = results.get(uid, {})
-                        bld_info[f"{part}_nmse_init"] = unit.get("nmse_init")
-                        bld_info[f"{part}_nmse_final"] = unit.get("nmse_final")
-                        bld_info[f"{part}_reverted"] = unit.get("reverted", False)
+                parts = {part: _sub_block_bld(results.get(uid, {})) for part, uid in src.items() if uid != "parent"}
+                bld_info = BLDRecord(res.get("nmse_init"), res.get("nmse_final"), tokens if trained else 0,
+                                     a.is_parent and f.is_parent, parts)
                 stats = {
                     "num_params": attention_params(parent, block) + ffn_params(parent, block),
                     "attention_num_params": attention_params(parent, block),
                     "ffn_num_params": ffn_params(parent, block),
                     "num_kv_heads": block.attention.num_kv_heads(parent.num_attention_heads),
-                    "ffn_intermediate_size": block.ffn.intermediate_size if block.ffn.kind == "swiglu" else 0,
+                    "ffn_intermediate_size": block.ffn.kind.size(block.ffn) or 0,
                     "kv_bytes_per_token": kv_bytes_per_token(parent, block, "bfloat16"),
                 }
                 name = variant_name(block, parent.num_attention_heads)
-                entries[name] = Variant(name, stats, {}, block, {"bld": bld_info, "weights": weights})
+                entries[name] = Variant(name, stats, {}, block, {"bld": bld_info.to_json(), "weights": weights})
         layers.append(entries)
-    meta = {
-        "num_attention_heads": parent.num_attention_heads,
-        "hidden_size": parent.hidden_size,
-        "num_layers": parent.num_hidden_layers,
-        "parent_key": parent_key,
-        "store_url": store_url,
-        "parent_config": parent.to_dict(),
-        "search_space": space.model_dump(mode="json"),
-        "bld": bld.model_dump(mode="json"),
-    }
+    meta = LibraryMeta(
+        num_attention_heads=parent.num_attention_heads,
+        hidden_size=parent.hidden_size,
+        num_layers=parent.num_hidden_layers,
+        parent_key=parent_key,
+        store_url=store_url,
+        parent_config=parent.to_dict(),
+        search_space=space.model_dump(mode="json"),
+        bld=bld.model_dump(mode="json"),
+    )
     return Library(layers, meta)
+
+
+def _sub_block_bld(unit: dict) -> SubBlockBLD:
+    """A trained sub-block's figures from its actor's report."""
+    return SubBlockBLD(unit.get("nmse_init"), unit.get("nmse_final"), unit.get("reverted", False))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import PositiveFloat, PositiveInt, model_validator
+from pydantic import PositiveInt, model_validator
 
-from ..configs import StrictConfig
+from ..optim.config import FractionWarmupConfig
 from .init import LinearInit
 
 
-class BLDConfig(StrictConfig):
+class BLDConfig(FractionWarmupConfig):
+    """BLD's settings; the optimiser's (`lr`, `weight_decay`, `betas`, `warmup_fraction`, `min_lr_ratio`,
+    `grad_clip`) come from `FractionWarmupConfig` with its defaults."""
+
     mode: Literal["decoupled", "coupled"] = "decoupled"
     """decoupled: each attention variant is trained with the parent's frozen FFN and each FFN variant with the
     parent's frozen attention, then composed; coupled: every (attention, FFN) pair is trained together."""
@@ -20,16 +23,6 @@ class BLDConfig(StrictConfig):
     """Sequences per micro-batch flowing through the parent pipeline."""
     token_budget: PositiveInt = 200_000
     """Training tokens every trained variant sees."""
-    lr: PositiveFloat = 1e-3
-    """Peak AdamW learning rate."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    warmup_fraction: float = 0.05
-    """Share of the steps with a linear warm-up; a cosine decay to `min_lr_ratio * lr` follows."""
-    min_lr_ratio: float = 0.1
-    """Final learning rate as a fraction of `lr`."""
-    grad_clip: PositiveFloat = 1.0
-    """Gradient-norm clipping, per variant."""
     calibration_batches: PositiveInt = 4
     """Micro-batches of calibration tokens for channel ranking and least-squares linear initialisation."""
     eval_batches: PositiveInt = 4
@@ -51,13 +44,13 @@ class BLDConfig(StrictConfig):
 
     @model_validator(mode="after")
     def _check(self):
-        if not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"warmup_fraction={self.warmup_fraction} must be in [0, 1)")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
         if self.checkpoint_every < self.max_in_flight:
             raise ValueError("checkpoint_every must be >= max_in_flight (actors may be that many steps apart)")
         return self
+
+    def warmup_steps_for(self, total_steps: int) -> int:
+        # At least one: BLD has always run its first step at the peak, even when the share rounds to 0 steps.
+        return max(1, super().warmup_steps_for(total_steps))
 
     def result_hash_fields(self) -> dict:
         """The fields that change the trained weights (not how the work is spread or checkpointed)."""

@@ -13,12 +13,13 @@ import torch
 from ..arch.config import PuzzleConfig
 from ..arch.export import export_pretrained
 from ..arch.modeling import PuzzleForCausalLM
-from ..arch.summary import load_puzzle_config
+from ..arch.config import load_puzzle_config
 from ..arch.weights import load_tensors, model_from_state
 from ..store import ArtifactStore
 from .record import Library, LibraryError
 
-PART_PREFIXES = {"attention": ("self_attn.", "input_layernorm."), "ffn": ("mlp.", "post_attention_layernorm."), "block": ("",)}
+PART_PREFIXES = {"attention": ("self_attn.", "input_layernorm."), "ffn": ("mlp.", "post_attention_layernorm."),
+                 "block": ("",)}
 
 
 def child_config(parent: PuzzleConfig, library: Library, chosen: list[str]) -> PuzzleConfig:
@@ -34,13 +35,15 @@ def child_config(parent: PuzzleConfig, library: Library, chosen: list[str]) -> P
     return PuzzleConfig(**data)
 
 
-def entry_weights(library: Library, layer: int, name: str, store: ArtifactStore, parent_dir: str | Path) -> dict[str, torch.Tensor]:
+def entry_weights(library: Library, layer: int, name: str, store: ArtifactStore,
+                  parent_dir: str | Path) -> dict[str, torch.Tensor]:
     """Weights of one library entry, named relative to its layer ('self_attn.q_proj.weight', ...)."""
     state = {}
     for part, source in library.layers[layer][name].extra.get("weights", {}).items():
         if source == "parent":
             for prefix in PART_PREFIXES[part]:
-                state.update({prefix + k: v for k, v in load_tensors(parent_dir, f"model.layers.{layer}.{prefix}").items()})
+                tensors = load_tensors(parent_dir, f"model.layers.{layer}.{prefix}")
+                state.update({prefix + k: v for k, v in tensors.items()})
         else:
             state.update(store.read_tensors(source))
     return state
@@ -48,25 +51,27 @@ def entry_weights(library: Library, layer: int, name: str, store: ArtifactStore,
 
 def assemble_child(library: Library, chosen: list[str], store: ArtifactStore) -> PuzzleForCausalLM:
     """The child model (weights loaded, eval mode) for the variant names in `chosen`, one per layer."""
-    parent_dir = store.get_dir(library.meta["parent_key"], prefix="puzzle-parent-")
+    parent_dir = store.get_dir(library.meta.parent_key, prefix="puzzle-parent-")
     parent = load_puzzle_config(parent_dir)
     config = child_config(parent, library, chosen)
     config._attn_implementation = "sdpa"
     state = {k: v for k, v in load_tensors(parent_dir, "", strip=False).items() if not k.startswith("model.layers.")}
     for i, name in enumerate(chosen):
-        state.update({f"model.layers.{i}.{k}": v for k, v in entry_weights(library, i, name, store, parent_dir).items()})
+        weights = entry_weights(library, i, name, store, parent_dir)
+        state.update({f"model.layers.{i}.{k}": v for k, v in weights.items()})
     try:
         return model_from_state(config, state, "the library's weights")
     except ValueError as e:
         raise LibraryError(str(e)) from None
 
 
-def realize(library: Library, chosen: list[str], store: ArtifactStore, out_dir: str | Path, overwrite: bool = False) -> Path:
+def realize(library: Library, chosen: list[str], store: ArtifactStore, out_dir: str | Path,
+            overwrite: bool = False) -> Path:
     """Assemble the child and export it (nemotron-nas layout, with the parent's tokenizer when it has one)."""
     from transformers import AutoTokenizer
 
     model = assemble_child(library, chosen, store)
-    parent_dir = store.get_dir(library.meta["parent_key"], prefix="puzzle-parent-")
+    parent_dir = store.get_dir(library.meta.parent_key, prefix="puzzle-parent-")
     tokenizer = None
     if (Path(parent_dir) / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(parent_dir, trust_remote_code=False)

@@ -23,18 +23,29 @@ prefill length P and decode length D:
 
 The flat keys hold the scenario's first batch size; `stats["by_batch"] = {"<B>": {same keys}}` holds every batch
 size, and `Variant.stats_for_batch(B)` overlays one of them. The non-block part (embeddings, final norm, LM head)
-is `meta["non_block"]`, with the same keys.
+is `meta.non_block`, with the same keys.
+
+`Library.read` and `Library.write` are the one way in and out, to an artifact store (under a prefix) or a local
+folder; the published layout's side files are read by `search.inputs.load_library` through `Library.read`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..arch.blocks import AttentionConfig, BlockConfig, FFNConfig
+from ..arch.kinds import block_labels
+from ..store import ArtifactStore
+from .bld_record import BLDRecord
+from .meta import COST_KEYS, LibraryMeta
+
+LIBRARY_FILE, META_FILE = "block_library.json", "library_meta.json"
 
 
 class LibraryError(ValueError):
@@ -47,9 +58,7 @@ def layer_key(i: int) -> str:
 
 def variant_name(block: BlockConfig, num_attention_heads: int) -> str:
     """Short stable name, e.g. 'attention=kv2 ffn=768', 'attention=linear ffn=no_op'."""
-    a, f = block.attention, block.ffn
-    att = f"kv{a.num_kv_heads(num_attention_heads)}" if a.kind == "gqa" else a.kind
-    ffn = str(f.intermediate_size) if f.kind == "swiglu" else f.kind
+    att, ffn = block_labels(block, num_attention_heads)
     return f"attention={att} ffn={ffn}"
 
 
@@ -61,6 +70,18 @@ class Variant:
     block_config: BlockConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else stored per variant (`bld`, `weights`, ...), written back unchanged."""
+
+    @property
+    def bld(self) -> BLDRecord | None:
+        """What BLD recorded for this entry (None for libraries not built by BLD, e.g. the published one)."""
+        record = self.extra.get("bld")
+        return BLDRecord.from_json(record) if isinstance(record, dict) else None
+
+    @property
+    def is_parent(self) -> bool:
+        """Marked as the parent's own block: by BLD (`bld.is_parent`) or by a top-level `is_parent` flag."""
+        bld = self.bld
+        return bool(self.extra.get("is_parent")) or (bld is not None and bool(bld.is_parent))
 
     def stats_for_batch(self, batch_size: int | None) -> dict[str, float]:
         return stats_for_batch(self.stats, batch_size)
@@ -75,30 +96,29 @@ class Variant:
 @dataclass
 class Library:
     layers: list[dict[str, Variant]]
-    meta: dict[str, Any] = field(default_factory=dict)
-    """`num_attention_heads`, `hidden_size`, `scenario`, `non_block` stats, `parent_config`, ..."""
+    meta: LibraryMeta = field(default_factory=LibraryMeta)
+    """Facts about the whole library (a plain dict given here is read as `library_meta.json`)."""
+
+    def __post_init__(self) -> None:
+        self.meta = LibraryMeta.from_json(self.meta)
 
     @property
     def num_layers(self) -> int:
         return len(self.layers)
 
     def to_json(self) -> dict[str, Any]:
-        hidden = self.meta.get("hidden_size")
+        hidden = self.meta.hidden_size
         return {layer_key(i): {n: v.to_json(hidden) for n, v in layer.items()} for i, layer in enumerate(self.layers)}
 
-    def save(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "block_library.json").write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        (folder / "library_meta.json").write_text(json.dumps(self.meta, indent=1, default=str) + "\n")
-
     @classmethod
-    def from_json(cls, data: dict[str, Any], meta: dict[str, Any] | None = None) -> Library:
-        meta = dict(meta or {})
+    def from_json(cls, data: Any, meta: dict[str, Any] | LibraryMeta | None = None) -> Library:
+        if not isinstance(data, dict):
+            raise LibraryError("expected an object of layers ('layer_0': {...}, ...)")
+        meta = LibraryMeta.from_json(meta)
         keys = sorted(data, key=_layer_index)
         if [_layer_index(k) for k in keys] != list(range(len(keys))):
             raise LibraryError(f"layer keys must be layer_0..layer_{len(keys) - 1}, got {keys[:3]}...")
-        heads = meta.get("num_attention_heads")
+        heads = meta.num_attention_heads
         layers = []
         for key in keys:
             if not isinstance(data[key], dict) or not data[key]:
@@ -110,25 +130,74 @@ class Library:
                     raise LibraryError(f"{where}: a variant needs a 'stats' object")
                 rest = {k: v for k, v in entry.items() if k not in ("stats", "metrics", "block_config")}
                 block = entry.get("block_config")
-                block = BlockConfig.from_dict(block, _layer_index(key), heads) if block else _block_from_stats(entry["stats"], heads)
+                if block:
+                    block = BlockConfig.from_dict(block, _layer_index(key), heads)
+                else:
+                    block = _block_from_stats(entry["stats"], heads)
                 variants[name] = Variant(name, dict(entry["stats"]), dict(entry.get("metrics", {})), block, rest)
             layers.append(variants)
         return cls(layers, meta)
 
+    # -- the one way in and out --------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path) -> Library:
-        """Read `block_library.json` (or a folder holding it) and, when present, `library_meta.json` beside it."""
-        path = Path(path)
-        file = path / "block_library.json" if path.is_dir() else path
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: no such library file")
-        try:
-            data = json.loads(file.read_text())
-        except json.JSONDecodeError as e:
-            raise LibraryError(f"{file}: not valid JSON ({e})") from None
-        meta_file = file.parent / "library_meta.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-        return cls.from_json(data, meta)
+    def read(cls, source: ArtifactStore | str | Path, prefix: str = "",
+             adapt_meta: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Library:
+        """Read `block_library.json` and, when present, `library_meta.json` beside it.
+
+        `source` is an artifact store (the files under `prefix`) or a local folder (or `block_library.json`
+        itself). `adapt_meta` completes the meta before the variants are parsed: the published layout's reader
+        fills in the scenario, the parent's stats and the head count from its own side files.
+        """
+        if isinstance(source, ArtifactStore):
+            base = f"{prefix}/" if prefix else ""
+            data = source.read_json(f"{base}{LIBRARY_FILE}")
+            meta = source.read_json(f"{base}{META_FILE}") if source.exists(f"{base}{META_FILE}") else {}
+        else:
+            path = Path(source) / prefix if prefix else Path(source)
+            file = path / LIBRARY_FILE if path.is_dir() else path
+            if not file.is_file():
+                raise FileNotFoundError(f"{file}: no such library file")
+            data = _read_json(file)
+            if not isinstance(data, dict):
+                raise LibraryError(f"{file}: expected an object of layers ('layer_0': {{...}}, ...)")
+            meta = _read_json(file.parent / META_FILE) if (file.parent / META_FILE).is_file() else {}
+        return cls.from_json(data, adapt_meta(meta) if adapt_meta else meta)
+
+    def write(self, target: ArtifactStore | str | Path, prefix: str = "") -> None:
+        """Write both files: to an artifact store under `prefix` (the store's JSON form: sorted keys), or to a
+        local folder, atomically (a reader never sees one file new and the other old, nor half a file)."""
+        if isinstance(target, ArtifactStore):
+            base = f"{prefix}/" if prefix else ""
+            target.write_json(f"{base}{META_FILE}", self.meta.to_json())
+            target.write_json(f"{base}{LIBRARY_FILE}", self.to_json())
+            return
+        folder = Path(target) / prefix if prefix else Path(target)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".library-") as tmp:
+            (Path(tmp) / LIBRARY_FILE).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+            (Path(tmp) / META_FILE).write_text(json.dumps(self.meta.to_json(), indent=1, default=str) + "\n")
+            for name in (META_FILE, LIBRARY_FILE):
+                os.replace(Path(tmp) / name, folder / name)
+
+    # -- composition ------------------------------------------------------------------------------------------
+    def with_costs(self, measured: Library) -> Library:
+        """This library (scores) with `measured`'s costs laid over every variant's stats: the search's input.
+
+        The meta is `measured`'s overlaid with this one's, except that the scenario, hardware, measurement and
+        non-block costs are the measured library's (they describe the costs).
+        """
+        if measured.num_layers != self.num_layers:
+            raise LibraryError(f"costs for {measured.num_layers} layers, but the library has {self.num_layers}")
+        layers = []
+        for i, (layer, costs) in enumerate(zip(self.layers, measured.layers)):
+            missing = [n for n in layer if n not in costs]
+            if missing:
+                raise LibraryError(f"{layer_key(i)} / {missing[0]!r}: no measured costs")
+            layers.append({n: replace(v, stats={**v.stats, **costs[n].stats}) for n, v in layer.items()})
+        cost_meta = measured.meta.to_json()
+        meta = {**cost_meta, **self.meta.to_json(), "non_block": measured.meta.non_block}
+        meta.update({k: cost_meta[k] for k in COST_KEYS if k in cost_meta})
+        return Library(layers, meta)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per (layer, variant): the stats and metrics flattened, for MLflow tables and plots."""
@@ -138,7 +207,7 @@ class Library:
                 row = {"layer": i, "variant": v.name}
                 row.update({f"stats.{k}": x for k, x in v.stats.items() if _is_number(x)})
                 row.update({f"metrics.{k}": x for k, x in v.metrics.items() if _is_number(x)})
-                row.update({f"bld.{k}": x for k, x in v.extra.get("bld", {}).items() if _is_number(x)})
+                row.update({f"bld.{k}": x for k, x in (v.extra.get("bld") or {}).items() if _is_number(x)})
                 rows.append(row)
         return rows
 
@@ -171,6 +240,13 @@ def _block_from_stats(stats: dict[str, Any], num_attention_heads: int | None) ->
     att = AttentionConfig(no_op=True) if kv == 0 else AttentionConfig(n_heads_in_group=num_attention_heads // kv)
     ffn = FFNConfig(no_op=True) if size == 0 else FFNConfig(intermediate_size=int(size))
     return BlockConfig(att, ffn)
+
+
+def _read_json(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise LibraryError(f"{file}: not valid JSON ({e})") from None
 
 
 def _is_number(x: Any) -> bool:

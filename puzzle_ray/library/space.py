@@ -30,7 +30,7 @@ class LayerOverride(StrictConfig):
     """Replaces the global FFN list for this layer."""
 
 
-class SearchSpace(StrictConfig):
+class VariantSpace(StrictConfig):
     attention: list[AttentionChoice] = [1, "linear", "no_op"]
     """Attention variants: KV-head counts (must divide the query heads), `linear` or `no_op`."""
     ffn: list[FFNChoice] = [0.5, 0.25, "linear", "no_op"]
@@ -59,15 +59,16 @@ class SearchSpace(StrictConfig):
 class SubVariant:
     """One attention or FFN alternative of one layer."""
 
-    kind: Literal["attention", "ffn"]
+    role: Literal["attention", "ffn"]
+    """Which sub-block it replaces (its kind is `config.kind`)."""
     name: str
-    """e.g. 'kv2', 'linear', 'no_op', '768'"""
+    """e.g. 'kv2', 'linear', 'no_op', '768' (the kind's short label)"""
     config: AttentionConfig | FFNConfig
     is_parent: bool
 
     @property
     def trainable(self) -> bool:
-        return not self.is_parent and self.config.kind != "no_op"
+        return not self.is_parent and self.config.kind.has_weights
 
 
 @dataclass(frozen=True)
@@ -77,20 +78,20 @@ class LayerSpace:
 
 
 def attention_variant(choice: AttentionChoice, parent: BlockConfig, heads: int, where: str) -> SubVariant:
-    if choice in ("linear", "no_op"):
-        cfg = AttentionConfig(replace_with_linear=choice == "linear", no_op=choice == "no_op")
+    if isinstance(choice, str):  # a kind without a size
+        cfg = AttentionConfig.of_kind(choice)
         return SubVariant("attention", choice, cfg, parent.attention == cfg)
     if choice <= 0 or heads % choice:
         raise ValueError(f"{where}: {choice} KV heads does not divide the parent's {heads} query heads")
     cfg = AttentionConfig(n_heads_in_group=heads // choice)
-    return SubVariant("attention", f"kv{choice}", cfg, parent.attention == cfg)
+    return SubVariant("attention", _label(cfg, heads), cfg, parent.attention == cfg)
 
 
 def ffn_variant(choice: FFNChoice, parent: BlockConfig, round_to: int, where: str) -> SubVariant:
-    if choice in ("linear", "no_op"):
-        cfg = FFNConfig(replace_with_linear=choice == "linear", no_op=choice == "no_op")
+    if isinstance(choice, str):  # a kind without a size
+        cfg = FFNConfig.of_kind(choice)
         return SubVariant("ffn", choice, cfg, parent.ffn == cfg)
-    full = parent.ffn.intermediate_size if parent.ffn.kind == "swiglu" else None
+    full = parent.ffn.kind.size(parent.ffn)  # the parent's SwiGLU width (None for other kinds)
     if isinstance(choice, float):
         if full is None:
             raise ValueError(f"{where}: a width ratio ({choice}) needs a parent SwiGLU FFN")
@@ -104,7 +105,7 @@ def ffn_variant(choice: FFNChoice, parent: BlockConfig, round_to: int, where: st
     if full is not None and size > full:
         raise ValueError(f"{where}: FFN width {size} is larger than the parent's {full}")
     cfg = FFNConfig(intermediate_size=min(size, full) if full else size)
-    return SubVariant("ffn", str(cfg.intermediate_size), cfg, parent.ffn == cfg)
+    return SubVariant("ffn", _label(cfg, None), cfg, parent.ffn == cfg)
 
 
 def _dedupe_with_parent(variants: list[SubVariant], parent: SubVariant) -> list[SubVariant]:
@@ -117,11 +118,13 @@ def _dedupe_with_parent(variants: list[SubVariant], parent: SubVariant) -> list[
     return out
 
 
-def expand(space: SearchSpace, parent: PuzzleConfig) -> list[LayerSpace]:
+def expand(space: VariantSpace, parent: PuzzleConfig) -> list[LayerSpace]:
     """Per layer, the attention and FFN sub-variants (parent's own first). Raises naming the bad value."""
     for idx in space.overrides:
         if not 0 <= idx < parent.num_hidden_layers:
-            raise ValueError(f"search_space.overrides: layer {idx} does not exist (parent has {parent.num_hidden_layers})")
+            raise ValueError(
+                f"search_space.overrides: layer {idx} does not exist (parent has {parent.num_hidden_layers})"
+            )
     heads = parent.num_attention_heads
     layers = []
     for i, block in enumerate(parent.block_configs):
@@ -131,14 +134,12 @@ def expand(space: SearchSpace, parent: PuzzleConfig) -> list[LayerSpace]:
         where = f"search_space (layer {i})"
         att = [attention_variant(c, block, heads, f"{where}.attention") for c in att_choices]
         ffn = [ffn_variant(c, block, space.round_to, f"{where}.ffn") for c in ffn_choices]
-        parent_att = SubVariant("attention", _parent_name(block, heads, "attention"), block.attention, True)
-        parent_ffn = SubVariant("ffn", _parent_name(block, heads, "ffn"), block.ffn, True)
+        parent_att = SubVariant("attention", _label(block.attention, heads), block.attention, True)
+        parent_ffn = SubVariant("ffn", _label(block.ffn, heads), block.ffn, True)
         layers.append(LayerSpace(_dedupe_with_parent(att, parent_att), _dedupe_with_parent(ffn, parent_ffn)))
     return layers
 
 
-def _parent_name(block: BlockConfig, heads: int, kind: str) -> str:
-    if kind == "attention":
-        a = block.attention
-        return f"kv{a.num_kv_heads(heads)}" if a.kind == "gqa" else a.kind
-    return str(block.ffn.intermediate_size) if block.ffn.kind == "swiglu" else block.ffn.kind
+def _label(sub: AttentionConfig | FFNConfig, heads: int | None) -> str:
+    """A variant's name: its kind's short label, the same part as in the library's variant names."""
+    return sub.kind.short_label(sub, heads)

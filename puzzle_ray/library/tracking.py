@@ -28,7 +28,7 @@ def log_library(run_id: str, library: Library, losses: dict[str, list[tuple[int,
         client.log_batch(run_id, metrics=metrics[i : i + BATCH])
     client.log_table(run_id, data=columns(library.table()), artifact_file="library/block_library_table.json")
     client.log_dict(run_id, library.to_json(), "library/block_library.json")
-    client.log_dict(run_id, library.meta, "library/library_meta.json")
+    client.log_dict(run_id, library.meta.to_json(), "library/library_meta.json")
     fig = nmse_figure(library)
     client.log_figure(run_id, fig, "library/bld_nmse.png")
     plt.close(fig)

@@ -21,7 +21,7 @@ from .space import LayerSpace, SubVariant
 
 
 @dataclass
-class Unit:
+class BLDUnit:
     uid: str
     """'L3/attention/kv1', 'L3/ffn/512' or 'L3/pair/kv1+512'"""
     layer_idx: int
@@ -48,7 +48,7 @@ def pair_names(space: LayerSpace) -> list[tuple[SubVariant, SubVariant]]:
 
 
 def build_units(config: PuzzleConfig, bld: BLDConfig, layer_idx: int, parent: PuzzleDecoderLayer,
-                space: LayerSpace, calib: LayerCalibration | None, initialise: bool = True) -> dict[str, Unit]:
+                space: LayerSpace, calib: LayerCalibration | None, initialise: bool = True) -> dict[str, BLDUnit]:
     """The trainable units of one layer, initialised from the parent (or left as built when `initialise` is
     False, for weights that a checkpoint will overwrite). Parent variants and no-ops are not units."""
     units = {}
@@ -58,9 +58,10 @@ def build_units(config: PuzzleConfig, bld: BLDConfig, layer_idx: int, parent: Pu
                 continue
             layer = build_variant_layer(config, layer_idx, parent, v)
             if initialise:
-                (init_attention if v.kind == "attention" else init_ffn)(layer, parent, calib, bld.linear_init)
-            _freeze_except(layer, v.kind)
-            units[f"L{layer_idx}/{v.kind}/{v.name}"] = Unit(f"L{layer_idx}/{v.kind}/{v.name}", layer_idx, layer, True)
+                (init_attention if v.role == "attention" else init_ffn)(layer, parent, calib, bld.linear_init)
+            _freeze_except(layer, v.role)
+            uid = f"L{layer_idx}/{v.role}/{v.name}"
+            units[uid] = BLDUnit(uid, layer_idx, layer, True)
     else:
         for a, f in pair_names(space):
             if not (a.trainable or f.trainable):
@@ -70,12 +71,12 @@ def build_units(config: PuzzleConfig, bld: BLDConfig, layer_idx: int, parent: Pu
                 init_attention(layer, parent, calib, bld.linear_init)
                 init_ffn(layer, parent, calib, bld.linear_init)
             uid = f"L{layer_idx}/pair/{a.name}+{f.name}"
-            units[uid] = Unit(uid, layer_idx, layer, True)
+            units[uid] = BLDUnit(uid, layer_idx, layer, True)
     return units
 
 
-def _freeze_except(layer: PuzzleDecoderLayer, kind: str) -> None:
-    own = {"attention": ("self_attn", "input_layernorm"), "ffn": ("mlp", "post_attention_layernorm")}[kind]
+def _freeze_except(layer: PuzzleDecoderLayer, role: str) -> None:
+    own = {"attention": ("self_attn", "input_layernorm"), "ffn": ("mlp", "post_attention_layernorm")}[role]
     for name, p in layer.named_parameters():
         p.requires_grad_(name.split(".")[0] in own)
 
@@ -83,7 +84,8 @@ def _freeze_except(layer: PuzzleDecoderLayer, kind: str) -> None:
 class LayerEntries:
     """Runs every library entry (attention, FFN) of one layer, from units or the parent's sub-blocks."""
 
-    def __init__(self, layer_idx: int, parent: PuzzleDecoderLayer, space: LayerSpace, units: dict[str, Unit], mode: str):
+    def __init__(self, layer_idx: int, parent: PuzzleDecoderLayer, space: LayerSpace, units: dict[str, BLDUnit],
+                 mode: str):
         self.layer_idx, self.parent, self.space, self.units, self.mode = layer_idx, parent, space, units, mode
 
     def _attention(self, v: SubVariant) -> PuzzleDecoderLayer | None:
@@ -114,6 +116,6 @@ class LayerEntries:
             return {"block": uid}
         out = {}
         for v in (a, f):
-            if v.config.kind != "no_op":
-                out[v.kind] = "parent" if v.is_parent else f"L{self.layer_idx}/{v.kind}/{v.name}"
+            if v.config.kind.has_weights:
+                out[v.role] = "parent" if v.is_parent else f"L{self.layer_idx}/{v.role}/{v.name}"
         return out

@@ -11,7 +11,7 @@ from .cost_model import ModelCosts, compare_costs, measure_model_costs, predict_
 from .fleet import measure_blocks, measure_units
 from .library import measure_library, skeleton_library
 from .results import MeasureError, Measurements
-from .units import Unit
+from .timed_block import TimedBlock
 
 __all__ = [
     "MeasureConfig",
@@ -20,7 +20,7 @@ __all__ = [
     "Measurements",
     "ModelCosts",
     "Scenario",
-    "Unit",
+    "TimedBlock",
     "compare_costs",
     "measure_blocks",
     "measure_library",

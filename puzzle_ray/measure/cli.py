@@ -83,7 +83,7 @@ def measure(
     from pydantic import ValidationError
 
     from ..arch.config import PuzzleConfig
-    from ..arch.summary import load_puzzle_config
+    from ..arch.config import load_puzzle_config
     from ..library.record import Library
     from ..store import ArtifactStore
     from .library import measure_library
@@ -106,17 +106,17 @@ def measure(
                 "cache": False if no_cache else None,
             },
         )
-        lib = Library.load(library)
+        lib = Library.read(library)
         if parent is not None:
             parent_config = load_puzzle_config(parent)
-        elif "parent_config" in lib.meta:
-            parent_config = PuzzleConfig(**{k: v for k, v in lib.meta["parent_config"].items() if k != "auto_map"})
+        elif lib.meta.parent_config is not None:
+            parent_config = PuzzleConfig(**{k: v for k, v in lib.meta.parent_config.items() if k != "auto_map"})
         else:
             raise ValueError(f"{library}: library_meta.json has no parent_config; pass --parent config.json")
         artifacts = ArtifactStore(store)
         measured = measure_library(lib, parent_config, cfg.scenario, cfg.measure, artifacts)
         target = out or (library if library.is_dir() else library.parent)
-        save_library(measured, target)
+        measured.write(target)  # both files replaced atomically
     except ValidationError as e:
         fail(validation_problems(e))
     except (OSError, ValueError, RuntimeError) as e:
@@ -125,28 +125,17 @@ def measure(
     console.print(f"wrote {target / 'block_library.json'}")
 
 
-def save_library(library, folder: Path) -> None:
-    """Write both files of the library atomically (a reader never sees a half-written record)."""
-    import os
-    import tempfile
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".measure-") as tmp:
-        library.save(tmp)
-        for name in ("library_meta.json", "block_library.json"):
-            os.replace(Path(tmp) / name, folder / name)
-
-
 def _print_library(library, scenario) -> None:
     from .tables import variants_table
 
     b = scenario.batch_sizes[0]
-    title = f"measured variants (layer 0, batch {b}, {scenario.prefill_len}+{scenario.decode_len} tokens, {scenario.dtype})"
+    title = (f"measured variants (layer 0, batch {b}, {scenario.prefill_len}+{scenario.decode_len} tokens, "
+             f"{scenario.dtype})")
     console.print(variants_table(library, b, title))
-    m = library.meta.get("measurement", {})
+    m = library.meta.measurement or {}
     console.print(
         f"[dim]hardware: {m.get('hardware')}; "
-        f"non-block prefill {library.meta['non_block'].get('prefill_ms', float('nan')):.3f} ms[/]"
+        f"non-block prefill {library.meta.non_block.get('prefill_ms', float('nan')):.3f} ms[/]"
     )
 
 
@@ -174,22 +163,22 @@ def measure_model(
     """Measure a model end-to-end (prefill + decode loop with its own KV cache); compare with the cost model."""
     from pydantic import ValidationError
 
-    from ..arch.summary import load_puzzle_config
+    from ..arch.config import load_puzzle_config
     from ..library.record import Library
     from .config import Scenario
     from .cost_model import compare_costs, measure_model_costs, predict_model_costs
 
     try:
-        lib = Library.load(library) if library else None
+        lib = Library.read(library) if library else None
         scenario_values = {
             "batch_sizes": _batches(batch_sizes),
             "prefill_len": prefill_len,
             "decode_len": decode_len,
             "dtype": dtype,
         }
-        if lib is not None and config is None and "scenario" in lib.meta:
+        if lib is not None and config is None and lib.meta.scenario is not None:
             # default to the scenario the library was measured for, so the two are comparable
-            scenario_values = {**lib.meta["scenario"], **{k: v for k, v in scenario_values.items() if v is not None}}
+            scenario_values = {**lib.meta.scenario, **{k: v for k, v in scenario_values.items() if v is not None}}
             scenario_values = {k: v for k, v in scenario_values.items() if k in Scenario.model_fields}
         cfg = stage_config(config, scenario_values, {"repeats": repeats, "threads": threads, "cpu_clock": cpu_clock})
         if device not in (None, "cpu", "cuda"):

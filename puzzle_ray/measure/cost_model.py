@@ -30,7 +30,7 @@ from .device import torch_threads
 from .hardware import device_memory_bytes, hardware_name
 from .stacks import random_model
 from .timing import DeviceTimer, quiet_gc, summarize
-from .units import MIB
+from .timed_block import MIB
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class ModelCosts:
 
 
 def _scenario_of(library: Library, scenario: Scenario | None) -> Scenario:
-    recorded = library.meta.get("scenario")
+    recorded = library.meta.scenario
     if recorded is None:
         raise LibraryError("the library has no measured stats (meta['scenario'] is missing): run the measure stage")
     recorded = Scenario(**recorded)
@@ -101,7 +101,7 @@ def predict_model_costs(
                 f"{layer_key(i)}: variant {variant_name(block, config.num_attention_heads)!r} is not in the library"
             )
         chosen.append(match[0])
-    non_block = library.meta.get("non_block")
+    non_block = library.meta.non_block
     if non_block is None:
         raise LibraryError("the library has no non-block stats (meta['non_block']): run the measure stage")
     out = {}
@@ -132,9 +132,9 @@ def load_model_for_timing(
     model: PuzzleForCausalLM | PuzzleConfig | str | Path, scenario: Scenario, device: str, seed: int = 0
 ) -> PuzzleForCausalLM:
     """The model to time, on `device` in the scenario's dtype. A folder with safetensors weights is loaded
-    (Llama / Qwen2 / Mistral parents are converted); a config alone gets random weights (same runtime)."""
+    (parent families are converted); a config alone gets random weights (same runtime)."""
     from ..arch.convert import convert_from_hf
-    from ..arch.summary import load_puzzle_config
+    from ..arch.config import load_puzzle_config
 
     dtype = scenario.torch_dtype
     if isinstance(model, PuzzleForCausalLM):
@@ -154,7 +154,7 @@ def _estimate_bytes(config: PuzzleConfig, scenario: Scenario, batch: int) -> int
     b = dtype_bytes(scenario.dtype)
     widest = max(
         [config.hidden_size]
-        + [3 * blk.ffn.intermediate_size for blk in config.block_configs if blk.ffn.kind == "swiglu"]
+        + [blk.ffn.kind.activation_width(config, blk.ffn) for blk in config.block_configs]
     )
     activations = batch * scenario.prefill_len * (4 * config.hidden_size + widest) * b
     return stats.num_params * b + 2 * batch * scenario.total_len * stats.kv_bytes_per_token + activations

@@ -22,7 +22,7 @@ from .config import MeasureConfig, Scenario
 from .hardware import device_memory_bytes, fingerprint
 from .stacks import CacheFlush, DecodeWorkload, PrefillWorkload, block_stack, non_block_model
 from .timing import DeviceTimer, paired_differences, repeated, summarize
-from .units import MIB, NO_OP_BLOCK, Unit, flush_bytes, stack_depth_for
+from .timed_block import MIB, NO_OP_BLOCK, TimedBlock, flush_bytes, stack_depth_for
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def does_not_fit(unit: Unit, batch_size: int, estimate: int, capacity: int, reason: str) -> dict[str, Any]:
+def does_not_fit(unit: TimedBlock, batch_size: int, estimate: int, capacity: int, reason: str) -> dict[str, Any]:
     return {
         "batch_size": batch_size,
         "fits": False,
@@ -58,11 +58,11 @@ def does_not_fit(unit: Unit, batch_size: int, estimate: int, capacity: int, reas
 
 def measure_units_on_device(
     parent: PuzzleConfig,
-    units: list[Unit],
+    units: list[TimedBlock],
     scenario: Scenario,
     config: MeasureConfig,
     device: str,
-    on_done: Callable[[Unit], None] | None = None,
+    on_done: Callable[[TimedBlock], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per (unit, batch size) in `units` x `scenario.batch_sizes` order.
 

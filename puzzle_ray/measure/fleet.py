@@ -28,14 +28,15 @@ from .config import MeasureConfig, Scenario
 from .device import measure_units_on_device
 from .hardware import fingerprint, resolve_device
 from .results import MeasureError, Measurements
-from .units import Unit, stack_depth_for, sub_blocks
+from .timed_block import TimedBlock, stack_depth_for, sub_blocks
 
 log = logging.getLogger(__name__)
 
 CACHE_PREFIX = "measure/cache"
 
 
-def cache_key(parent: PuzzleConfig, unit: Unit, scenario: Scenario, batch: int, config: MeasureConfig, fp: dict) -> str:
+def cache_key(parent: PuzzleConfig, unit: TimedBlock, scenario: Scenario, batch: int, config: MeasureConfig,
+              fp: dict) -> str:
     parts = {
         "unit": unit.shape(parent),
         "stack_depth": stack_depth_for(unit, parent, scenario.dtype, config),  # depends on the parent's size
@@ -69,7 +70,7 @@ def _probe(config: MeasureConfig) -> dict[str, Any]:
 
 def _measure_task(
     parent: PuzzleConfig,
-    work: list[tuple[Unit, list[int]]],
+    work: list[tuple[TimedBlock, list[int]]],
     scenario: Scenario,
     config: MeasureConfig,
     store: ArtifactStore,
@@ -102,11 +103,11 @@ _measure_remote = ray.remote(_measure_task)
 
 
 def measure_units(
-    parent: PuzzleConfig, units: Iterable[Unit], scenario: Scenario, config: MeasureConfig, store: ArtifactStore
+    parent: PuzzleConfig, units: Iterable[TimedBlock], scenario: Scenario, config: MeasureConfig, store: ArtifactStore
 ) -> Measurements:
     """Measure every unit at every batch size of `scenario` on the target, reusing cached results."""
     store.check_writable()
-    unique: dict[str, Unit] = {}
+    unique: dict[str, TimedBlock] = {}
     for unit in units:
         if not unit.is_no_op:
             unique.setdefault(unit.key(parent), unit)
@@ -115,7 +116,7 @@ def measure_units(
     fp = ray.get(_probe_remote.options(**config.ray_options()).remote(config))
 
     entries: dict[tuple[str, int], dict[str, Any]] = {}
-    missing: list[tuple[Unit, list[int]]] = []
+    missing: list[tuple[TimedBlock, list[int]]] = []
     for ukey, unit in unique.items():
         todo = []
         for batch in scenario.batch_sizes:
@@ -134,7 +135,7 @@ def measure_units(
     result.num_tasks = len(groups)
     limit = config.max_concurrent_tasks or (1 if config.device == "cpu" else len(groups))
     options = config.ray_options()
-    pending: dict[Any, list[tuple[Unit, list[int]]]] = {}
+    pending: dict[Any, list[tuple[TimedBlock, list[int]]]] = {}
     queue = list(groups)
     with progress("units") as bar:
         task = bar.add_task(f"measuring on {fp['hardware']}", total=len(missing))
@@ -181,5 +182,5 @@ def measure_blocks(
         block.validate(i, parent.num_attention_heads)
     units = [u for block in blocks for u in sub_blocks(block.resolve(parent.hidden_size))]
     if include_non_block:
-        units.append(Unit(None))
+        units.append(TimedBlock(None))
     return measure_units(parent, units, scenario, config, store)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..arch.blocks import BlockConfig
 from ..arch.config import PuzzleConfig
@@ -44,15 +45,16 @@ def apply_measurements(library: Library, parent: PuzzleConfig, measurements: Mea
             stats = {**v.stats, **measurements.block_stats(block)}
             new[name] = Variant(v.name, stats, dict(v.metrics), v.block_config, copy.deepcopy(v.extra))
         layers.append(new)
-    meta = copy.deepcopy(library.meta)
-    meta.update(
+    meta = replace(
+        copy.deepcopy(library.meta),
         num_attention_heads=parent.num_attention_heads,
         hidden_size=parent.hidden_size,
         scenario=measurements.scenario.model_dump(mode="json"),
         non_block=measurements.non_block_stats(),
         measurement=measurements.summary(),
     )
-    meta.setdefault("parent_config", parent.to_dict())
+    if meta.parent_config is None:
+        meta = replace(meta, parent_config=parent.to_dict())
     return Library(layers, meta)
 
 

@@ -14,7 +14,7 @@ from ..arch.blocks import BlockConfig
 from ..arch.config import PuzzleConfig
 from ..arch.stats import attention_params, ffn_params, kv_bytes_per_token
 from .config import MeasureConfig, Scenario
-from .units import Unit, sub_blocks
+from .timed_block import TimedBlock, sub_blocks
 
 _TIMES = ("prefill_ms", "prefill_ms_iqr", "decode_ms", "decode_ms_iqr")
 
@@ -41,7 +41,7 @@ class Measurements:
     failures: list[str] = field(default_factory=list)
     """One line per unit whose task failed (the others are complete and cached)."""
 
-    def entry(self, unit: Unit, batch_size: int) -> dict[str, Any]:
+    def entry(self, unit: TimedBlock, batch_size: int) -> dict[str, Any]:
         if unit.is_no_op:
             return {"batch_size": batch_size, "fits": True, **dict.fromkeys(_TIMES, 0.0)}
         key = (unit.key(self.parent), batch_size)
@@ -49,7 +49,7 @@ class Measurements:
             raise MeasureError(f"{unit.label(self.parent)} was not measured at batch size {batch_size}")
         return self.entries[key]
 
-    def _sized(self, unit: Unit, batch: int) -> dict[str, Any]:
+    def _sized(self, unit: TimedBlock, batch: int) -> dict[str, Any]:
         s = self.scenario
         return {"memory_mib": unit.memory_mib(self.parent, s.dtype, batch, s.total_len)}
 
@@ -60,7 +60,7 @@ class Measurements:
         by_batch = {}
         for batch in s.batch_sizes:
             a, f = self.entry(att, batch), self.entry(ffn, batch)
-            stats = {**self._sized(Unit(block), batch)}
+            stats = {**self._sized(TimedBlock(block), batch)}
             stats["attention_memory_mib"] = self._sized(att, batch)["memory_mib"]
             stats["ffn_memory_mib"] = self._sized(ffn, batch)["memory_mib"]
             if a["fits"] and f["fits"]:
@@ -78,13 +78,13 @@ class Measurements:
             "ffn_num_params": ffn_params(parent, block),
             "kv_bytes_per_token": kv_bytes_per_token(parent, block, s.dtype),
             "num_kv_heads": block.attention.num_kv_heads(parent.num_attention_heads),
-            "ffn_intermediate_size": block.ffn.intermediate_size if block.ffn.kind == "swiglu" else 0,
+            "ffn_intermediate_size": block.ffn.kind.size(block.ffn) or 0,
         }
         return {**fixed, **by_batch[str(s.batch_sizes[0])], "by_batch": by_batch}
 
     def non_block_stats(self) -> dict[str, Any]:
         """`meta["non_block"]`: embeddings, final norm, LM head and the model's fixed per-call overheads."""
-        s, unit = self.scenario, Unit(None)
+        s, unit = self.scenario, TimedBlock(None)
         by_batch = {}
         for batch in s.batch_sizes:
             e = self.entry(unit, batch)

@@ -21,7 +21,7 @@ from ..arch.cache import PuzzleCache
 from ..arch.config import PuzzleConfig
 from ..arch.modeling import PuzzleForCausalLM, PuzzleModel
 from .config import Scenario
-from .units import NO_OP_BLOCK
+from .timed_block import NO_OP_BLOCK
 
 _DROP_KEYS = (
     "block_configs",
@@ -138,7 +138,7 @@ class DecodeWorkload(_Inputs):
         self.cache = PuzzleCache(config)
         gen = torch.Generator(device="cpu").manual_seed(seed + 1)
         for i, block in enumerate(config.block_configs):
-            if block.attention.kind == "gqa":
+            if block.attention.kind.holds_cache:
                 kv = block.attention.num_kv_heads(config.num_attention_heads)
                 shape = (batch_size, kv, self.context, config.head_dim)  # (B, kv_heads, T, D)
                 k = torch.randn(shape, generator=gen).to(device, scenario.torch_dtype)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from ..configs import StrictConfig
 from ..data.config import EmbeddedSource
+from ..optim.config import OptimizerConfig
 
 
 class TokenizerTrainingConfig(StrictConfig):
@@ -57,23 +58,22 @@ class ParentModelConfig(StrictConfig):
         return self
 
 
-class PretrainConfig(StrictConfig):
+class PretrainConfig(OptimizerConfig):
+    """Pretraining; the optimiser's fields come from `OptimizerConfig`, with the parent's own defaults for `lr`,
+    `weight_decay` and `betas`, and a warm-up given in steps."""
+
     token_budget: PositiveInt = 450_000
     """Training tokens (batches x batch_size x seq_len); one pass, so the training split must hold them."""
     batch_size: PositiveInt = 8
     """Sequences per optimiser step."""
     lr: PositiveFloat = 3e-3
     """Peak AdamW learning rate."""
-    min_lr_ratio: float = 0.1
-    """Final learning rate of the cosine decay, as a fraction of `lr`."""
     warmup_steps: NonNegativeInt = 20
     """Linear warm-up steps before the cosine decay."""
-    weight_decay: float = 0.1
+    weight_decay: NonNegativeFloat = 0.1
     """AdamW weight decay of the matrices (norms are not decayed)."""
     betas: tuple[float, float] = (0.9, 0.95)
     """AdamW betas."""
-    grad_clip: PositiveFloat = 1.0
-    """Global gradient-norm clipping."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """bf16: bf16 autocast over fp32 master weights; auto: bf16 on GPUs and on CPUs with AMX / AVX512-BF16
     (several times faster there), fp32 elsewhere. The resolved value is part of the cache key."""
@@ -86,12 +86,8 @@ class PretrainConfig(StrictConfig):
     seed: int = 0
     """Seed of the initialisation and the data order."""
 
-    @field_validator("min_lr_ratio")
-    @classmethod
-    def _ratio(cls, v: float) -> float:
-        if not 0 <= v <= 1:
-            raise ValueError(f"min_lr_ratio={v} must be in [0, 1]")
-        return v
+    def warmup_steps_for(self, total_steps: int) -> int:
+        return self.warmup_steps
 
 
 class QualityReportConfig(StrictConfig):

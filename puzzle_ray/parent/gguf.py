@@ -28,14 +28,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..arch.families import GGUF_ARCHITECTURES
 from ..configs import content_hash
 from ..store import exclusive_lock, staged_folder
 from .config import GGUFParentConfig
 
 CONVERTER_VERSION = 1
 """Part of the cache key: bump it when the conversion's output changes."""
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "mistral")
-"""`general.architecture` values that transformers' GGUF loader and our converter both handle."""
+SUPPORTED_ARCHITECTURES = GGUF_ARCHITECTURES
+"""`general.architecture` values that transformers' GGUF loader and our converter both handle (the parent
+families' own, from `arch/families.py`)."""
 SOURCE_FILE = "gguf_source.json"
 DIGESTS_FILE = "gguf-digests.json"
 VERIFY_PROMPT = "The capital of France is"
@@ -53,7 +55,7 @@ class GGUFHeader:
     path: Path
     """The file."""
     architecture: str
-    """`general.architecture` (llama, qwen2, mistral)."""
+    """`general.architecture`, one of SUPPORTED_ARCHITECTURES."""
     name: str | None
     """`general.name`, if the file has one."""
     num_tensors: int
@@ -249,7 +251,8 @@ def ensure_gguf_parent(
     return final
 
 
-def export_gguf(source: str | Path, out_dir: str | Path, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+def export_gguf(source: str | Path, out_dir: str | Path, *, overwrite: bool = False,
+                show_progress: bool = True) -> dict:
     """Convert the GGUF file `source` straight into `out_dir` (no cache); returns the gguf_source.json record."""
     header = read_gguf_header(source)
     out_dir = Path(out_dir)
@@ -288,7 +291,8 @@ def _build(header: GGUFHeader, out_dir: Path, show_progress: bool) -> dict:
         raise GGUFError(f"{path}: transformers could not load it ({type(e).__name__}: {e})") from e
     if missing:  # transformers would initialise them randomly (its warning is silenced above)
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise GGUFError(f"{path}: incomplete: {len(missing)} weights of {type(hf).__name__} are not in the file ({shown})")
+        raise GGUFError(f"{path}: incomplete: {len(missing)} weights of {type(hf).__name__} "
+                        f"are not in the file ({shown})")
     hf.eval()
     if hasattr(hf.config, "quantization_config"):
         del hf.config.quantization_config  # the weights are plain float32 now; a GGUF config refuses to save

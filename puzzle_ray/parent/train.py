@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from ..data.split import TokenData, TokenSplit
+from ..optim.adamw import build_adamw
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PretrainConfig
-from .schedule import lr_at
 
 
 def default_device() -> torch.device:
@@ -41,10 +41,8 @@ def autocast(device: torch.device, precision: str):
 
 def optimizer_for(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (norm gains and biases are not decayed)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    return build_adamw(cfg, params, decay_matrices_only=True, fused=False)
 
 
 @torch.inference_mode()
@@ -121,7 +119,7 @@ def pretrain_model(
         for ids in batches:
             if max_steps is not None and step >= max_steps:
                 break
-            lr = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+            lr = cfg.lr_at(step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             ids = ids.to(device)  # (B, T)

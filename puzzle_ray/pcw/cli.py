@@ -13,7 +13,9 @@ from puzzle_ray.ui import console, fail
 
 
 def pcw_generate(
-    model: Annotated[Path, typer.Option(help="local model folder (Hugging Face layout or a Puzzle child) or .gguf file")],
+    model: Annotated[
+        Path, typer.Option(help="local model folder (Hugging Face layout or a Puzzle child) or .gguf file")
+    ],
     window: Annotated[list[Path], typer.Option(help="a text file: one context window (repeat for more)")],
     prompt: Annotated[str, typer.Option(help="the task text that follows the windows")],
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,

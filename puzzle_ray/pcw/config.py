@@ -12,7 +12,7 @@ from puzzle_ray.configs import StrictConfig
 class PCWEvalConfig(StrictConfig):
     model: str
     """Local model folder (Hugging Face layout, or a nemotron-nas Puzzle child) holding its tokenizer too, or a
-    `.gguf` file (llama, qwen2, mistral; converted once into the cache)."""
+    `.gguf` file (a parent family's architecture, see `arch/families.py`; converted once into the cache)."""
     train_path: str | None = None
     """JSONL file of demonstrations (`text`, `label` per line). Give this, or `episodes`."""
     test_path: str | None = None

@@ -31,7 +31,7 @@ def load_causal_lm(
     device: str = "cpu",
     need_tokenizer: bool = True,
 ):
-    """(model, tokenizer or None). Any Llama / Qwen2 / Mistral / GPT-2 folder, a nemotron-nas child, or a
+    """(model, tokenizer or None). Any Llama / Qwen2 / Qwen3 / Mistral / GPT-2 folder, a nemotron-nas child, or a
     `.gguf` file (converted once into the cache, `$PUZZLE_RAY_CACHE` or ~/.cache/puzzle-ray, then loaded)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -20,6 +20,8 @@ class ScoreConfig(StrictConfig):
     """Metrics to compute for every (layer, variant): any of kl_div, lm_loss, top1_acc, cosine_distance."""
     eval_batches: PositiveInt = 8
     """Validation micro-batches every variant is scored on (the same for all)."""
+    batch_size: PositiveInt = 8
+    """Sequences per validation micro-batch (the shipped plans use their BLD micro-batch size)."""
     num_actors: PositiveInt = 1
     """Scoring actors; each holds the parent (on a GPU when there are GPUs) and scores a share of the layers."""
     variants_per_chunk: PositiveInt = 4

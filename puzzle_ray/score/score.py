@@ -7,12 +7,14 @@ entry is the parent: its KL and cosine distance are 0 by definition and its othe
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import replace
 
 import ray
 import torch
 
+from ..data import TokenSplit
 from ..library.record import Library
 from ..store import ArtifactStore
 from ..ui import progress
@@ -35,6 +37,12 @@ def assign_layers(library: Library, num_actors: int) -> list[list[int]]:
     return [sorted(b) for b in bins if b]
 
 
+def validation_batches(validation: TokenSplit, config: ScoreConfig) -> list[torch.Tensor]:
+    """The held-out batches every entry is scored on: the first `eval_batches` of `batch_size` sequences, in
+    order (cycled when the split is shorter)."""
+    return list(itertools.islice(validation.batches(config.batch_size, shuffle=False, cycle=True), config.eval_batches))
+
+
 def score_library(library: Library, batches: list[torch.Tensor], config: ScoreConfig, store: ArtifactStore) -> Library:
     """A copy of `library` with `metrics` filled for every (layer, variant) on the given validation batches."""
     if not batches:
@@ -43,11 +51,12 @@ def score_library(library: Library, batches: list[torch.Tensor], config: ScoreCo
     groups = assign_layers(library, config.num_actors)
     use_gpu = config.use_gpu if config.use_gpu is not None else resources.get("GPU", 0) >= len(groups)
     threads = config.threads_per_actor or max(1, int(resources.get("CPU", 1)) // len(groups))
-    Actor = ray.remote(ScoreWorker).options(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=1, max_task_retries=1)
-    payload = {**library.to_json(), "meta": library.meta}
+    Actor = ray.remote(ScoreWorker).options(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=1,
+                                            max_task_retries=1)
+    payload = {**library.to_json(), "meta": library.meta.to_json()}
     actors = [Actor.remote(ScoreSpec(store.url, payload, g, config.metrics, config.variants_per_chunk, threads,
                                      config.chunk_tokens)) for g in groups]
-    entries = {i: sum(not v.extra.get("bld", {}).get("is_parent") for v in library.layers[i].values())
+    entries = {i: sum(not v.is_parent for v in library.layers[i].values())
                for i in range(library.num_layers)}
     try:
         batch_ref = ray.put(batches)
@@ -68,11 +77,11 @@ def score_library(library: Library, batches: list[torch.Tensor], config: ScoreCo
     for i, layer in enumerate(library.layers):
         scored = {}
         for name, v in layer.items():
-            if v.extra.get("bld", {}).get("is_parent"):
+            if v.is_parent:
                 metrics = {k: (0.0 if k in ("kl_div", "cosine_distance") else parent[k]) for k in config.metrics}
             else:
                 metrics = {k: x / tokens for k, x in sums[f"layer_{i}/{name}"].items()}
             scored[name] = replace(v, metrics={**v.metrics, **metrics})
         layers.append(scored)
-    meta = {**library.meta, "scoring": {"metrics": config.metrics, "tokens": tokens, "parent": parent}}
-    return Library(layers, meta)
+    scoring = {"metrics": config.metrics, "tokens": tokens, "parent": parent}
+    return Library(layers, replace(library.meta, scoring=scoring))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..arch.blocks import BlockConfig
 from ..arch.modeling import PuzzleDecoderLayer, prepare_block_inputs
-from ..arch.summary import load_puzzle_config
+from ..arch.config import load_puzzle_config
 from ..arch.weights import load_tensors, model_from_state
 from ..library.realize import entry_weights
 from ..library.record import Library
@@ -80,7 +80,7 @@ class ScoreWorker:
         self.spec = spec
         self.store = ArtifactStore(spec.store_url)
         self.library = Library.from_json({k: v for k, v in spec.library.items() if k != "meta"}, spec.library["meta"])
-        self.parent_dir = self.store.get_dir(self.library.meta["parent_key"], prefix="puzzle-parent-")
+        self.parent_dir = self.store.get_dir(self.library.meta.parent_key, prefix="puzzle-parent-")
         config = load_puzzle_config(self.parent_dir)
         config._attn_implementation = "sdpa"
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -151,7 +151,7 @@ class ScoreWorker:
         if getattr(self, "prefix", None) is None:
             self.prepare(batches)
         m, metrics = self.model.model, self.spec.metrics
-        names = [n for n, v in self.library.layers[i].items() if not v.extra.get("bld", {}).get("is_parent")]
+        names = [n for n, v in self.library.layers[i].items() if not v.is_parent]
         blocks = {n: self._entry_layer(i, n) for n in names}
         sums = {f"layer_{i}/{n}": {k: 0.0 for k in metrics} for n in names}
         for b, (inputs, pos, mask, labels, parent_hidden) in enumerate(self.prefix):

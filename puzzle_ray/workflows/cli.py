@@ -15,10 +15,14 @@ STAGE_HELP = "parent, measure, check, library, score, solve, realize, distill, e
 
 def run(
     config: Annotated[Path, typer.Argument(help="a workflow YAML (workflows/*.yaml)")],
-    start: Annotated[Optional[str], typer.Option("--from", help=f"re-run this stage and all after it ({STAGE_HELP})")] = None,
-    only: Annotated[Optional[str], typer.Option("--only", help="run just this stage (its inputs must be complete)")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="run this stage and what it needs, nothing after")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a work estimate; load no weights")] = False,
+    start: Annotated[Optional[str],
+                     typer.Option("--from", help=f"re-run this stage and all after it ({STAGE_HELP})")] = None,
+    only: Annotated[Optional[str],
+                    typer.Option("--only", help="run just this stage (its inputs must be complete)")] = None,
+    until: Annotated[Optional[str],
+                     typer.Option("--until", help="run this stage and what it needs, nothing after")] = None,
+    dry_run: Annotated[bool,
+                       typer.Option("--dry-run", help="print the plan and a work estimate; load no weights")] = False,
 ) -> None:
     """Run the whole Puzzle job graph (resuming finished stages) and print the parent-vs-child summary."""
     from ..store import StoreError
@@ -36,20 +40,13 @@ def run(
         fail(f"stage '{e.stage}' failed: {format_exception(e.cause)}", code=1)
 
 
-def stage_command(stage: str, what: str):
-    """`puzzle-ray <stage> CONFIG`: the stage alone (with whatever it needs that has not run yet)."""
-
-    def command(config: Annotated[Path, typer.Argument(help="a workflow YAML (workflows/*.yaml)")]) -> None:
-        run(config, start=None, only=None, until=stage, dry_run=False)
-
-    command.__doc__ = f"{what} (the workflow's `{stage}` stage and the stages it needs)."
-    return command
+def run_until(config: Path, stage: str) -> None:
+    """One stage of a workflow plan and what it needs that has not run yet (the stage packages' commands)."""
+    run(config, start=None, only=None, until=stage, dry_run=False)
 
 
 def register(app: typer.Typer) -> None:
     app.command(name="run")(run)
-    app.command(name="library")(stage_command("library", "Build the block library: initialise every variant, train them all by BLD"))
-    app.command(name="score")(stage_command("score", "Score every library entry by replace-1-block (KL from the parent)"))
 
 
 def main() -> None:

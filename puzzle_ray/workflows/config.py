@@ -16,21 +16,21 @@ from ..data.config import DataConfig, default_cache_dir
 from ..distill.config import DistillConfig
 from ..evaluate.config import EvalConfig, PublishConfig
 from ..library.config import BLDConfig
-from ..library.space import SearchSpace
+from ..library.space import VariantSpace
 from ..measure.config import MeasureStageConfig
 from ..parent.config import EmbeddedParentConfig, GGUFParentConfig
 from ..score.config import ScoreConfig
-from ..search.config import SearchConfig
+from ..solve.config import SearchConfig
 
 
 class ParentConfig(StrictConfig):
     path: Path | None = None
-    """A local Hugging Face model folder (Llama, Qwen2, Mistral or nemotron-nas; safetensors), or a `.gguf` file
-    (read as `gguf: {path: ...}`); None (and no `gguf`): the embedded default parent, pretrained on first use and
-    cached."""
+    """A local Hugging Face model folder (a parent family of `arch/families.py`: Llama, Qwen2, Mistral, Qwen3; or
+    nemotron-nas; safetensors), or a `.gguf` file (read as `gguf: {path: ...}`); None (and no `gguf`): the
+    embedded default parent, pretrained on first use and cached."""
     gguf: GGUFParentConfig | None = None
-    """A GGUF file (llama, qwen2 or mistral architecture), dequantised, converted and cached on first use:
-    `{path: FILE.gguf}` or `{package: DIST, resource: FILE-IN-DIST}`. Excludes `path`."""
+    """A GGUF file (a family's architecture: llama, qwen2, mistral, qwen3), dequantised, converted and cached on
+    first use: `{path: FILE.gguf}` or `{package: DIST, resource: FILE-IN-DIST}`. Excludes `path`."""
     architecture: Path | None = None
     """The parent's config.json, read for dry runs and plans when `path` is not on this machine (no weights)."""
     embedded: EmbeddedParentConfig = EmbeddedParentConfig()
@@ -81,7 +81,7 @@ class WorkflowConfig(StrictConfig):
     data: DataConfig | None = None
     """Token data of every stage (tokenised with the parent's tokenizer); None: the toy parent's own corpus for
     the toy parent, Python's documentation and sources (`kind: python_docs`) for any other parent."""
-    search_space: SearchSpace = SearchSpace()
+    search_space: VariantSpace = VariantSpace()
     """Attention and FFN variants of every layer."""
     bld: BLDConfig = BLDConfig()
     """Block library: initialisation and blockwise local distillation."""

@@ -16,7 +16,7 @@ from ..store import ArtifactStore, StoreError
 from ..ui import console
 from .config import WorkflowConfig, load_config
 from .engine import Runner, StageStatus
-from .plan import preflight, work_estimate
+from .preflight import preflight, work_estimate
 from .stages import STAGES
 from .summary import summary_markdown, summary_table
 
@@ -35,7 +35,8 @@ def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, s
         store = None  # planning a cluster run from a laptop: the store (s3://...) need not be reachable here
     runner = Runner(STAGES, cfg, store)
     runner.selected(only, start, until)  # validates --only / --from / --until
-    console.print(runner.plan_table(f"{cfg.name}: plan (store {cfg.store_url}{'' if store else ', not reachable here'})"))
+    reachable = "" if store else ", not reachable here"
+    console.print(runner.plan_table(f"{cfg.name}: plan (store {cfg.store_url}{reachable})"))
     if dry_run:
         console.print(work_estimate(cfg))
         return runner.status
@@ -45,7 +46,8 @@ def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, s
     from .tracking import WorkflowTracking, tracking_uri
 
     connect(cfg.ray.num_cpus, cfg.ray.num_gpus, cfg.ray.object_store_mb)
-    tracking = WorkflowTracking(tracking_uri(cfg.mlflow.tracking_uri), cfg.mlflow.experiment, cfg.name, content_hash(runner.keys))
+    tracking = WorkflowTracking(tracking_uri(cfg.mlflow.tracking_uri), cfg.mlflow.experiment, cfg.name,
+                                content_hash(runner.keys))
     parent_run = tracking.start()
     # start_run(run_id=...) refuses a run of another experiment than the process's active one (set by an
     # earlier set_experiment, e.g. in a notebook or a test session): make the workflow's experiment active.
@@ -78,7 +80,7 @@ def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, s
     finally:
         tracking.finish(ok)
         console.print(runner.plan_table(f"{cfg.name}: {'done' if ok else 'stopped'}"))
-    if runner.status["evaluate"].outputs and not (only or until):
+    if runner.status["evaluate"].output is not None and not (only or until):
         console.print(summary_table(cfg, runner.status))
         md = summary_markdown(cfg, runner.status)
         store.write_bytes(f"runs/{cfg.name}/summary.md", md.encode())

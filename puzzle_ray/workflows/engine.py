@@ -5,6 +5,10 @@ Every stage is a plain function of its config slice and its inputs' outputs. Its
 re-runs with everything after it. A finished stage writes `stages/<name>/<key>/record.json` to the
 artifact store last; a re-run finds it and skips the stage. An interrupted run therefore resumes where it
 stopped (and long stages resume from their own checkpoints inside).
+
+A stage returns its typed output (`workflows.outputs`); the record holds its JSON form, and the runner turns
+records back into typed outputs, so a later stage reads `ctx.inputs["parent"].model_dir` whether its input ran
+now or in an earlier run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from rich.table import Table
 from ..configs import content_hash
 from ..store import ArtifactStore
 from ..ui import console
+from .outputs import StageOutput
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,10 @@ class Stage:
     inputs: tuple[str, ...]
     config_slice: Callable[[Any], Any]
     """The part of the workflow config this stage's output depends on (JSON-able)."""
-    run: Callable[["StageContext"], dict]
-    """Does the work; returns JSON-able outputs (store keys, figures) for later stages and the summary."""
+    run: Callable[["StageContext"], StageOutput]
+    """Does the work; returns what later stages and the summary need (store keys, figures)."""
+    output: type[StageOutput]
+    """The type `run` returns; its JSON form is the record's `outputs`."""
     describe: Callable[[Any], str] = lambda cfg: ""
     """One line for the plan: what the stage will do and how much work it is (no weights loaded)."""
     version: int = 1
@@ -42,7 +49,7 @@ class StageContext:
     store: ArtifactStore
     stage: str
     key: str
-    inputs: dict[str, dict]
+    inputs: dict[str, StageOutput]
     """Outputs of every stage this one depends on (transitively), by stage name."""
     mlflow_run_id: str | None = None
 
@@ -59,6 +66,9 @@ class StageStatus:
     state: str = "pending"  # pending | cached | running | done | failed | skipped
     seconds: float | None = None
     outputs: dict = field(default_factory=dict)
+    """The output's JSON form, as in the record (empty until the stage has run)."""
+    output: StageOutput | None = None
+    """The stage's typed output (None until it has run)."""
 
 
 class StageFailed(RuntimeError):
@@ -74,7 +84,8 @@ def stage_keys(stages: list[Stage], config: Any) -> dict[str, str]:
         if missing:
             raise ValueError(f"stage '{s.name}' depends on {missing}, which come later or do not exist")
         keys[s.name] = content_hash(
-            {"stage": s.name, "version": s.version, "config": s.config_slice(config), "inputs": {i: keys[i] for i in s.inputs}}
+            {"stage": s.name, "version": s.version, "config": s.config_slice(config),
+             "inputs": {i: keys[i] for i in s.inputs}}
         )
     return keys
 
@@ -93,6 +104,7 @@ class Runner:
             if store is not None and store.exists(record_key(st.stage.name, st.key)):
                 st.state = "cached"
                 st.outputs = store.read_json(record_key(st.stage.name, st.key))["outputs"]
+                st.output = st.stage.output.from_json(st.outputs)
 
     def selected(self, only: str | None = None, start: str | None = None, until: str | None = None) -> list[str]:
         names = [s.name for s in self.stages]
@@ -115,7 +127,8 @@ class Runner:
             st = self.status[s.name]
             style = {"done": "green", "cached": "cyan", "failed": "red", "running": "yellow"}.get(st.state, "")
             secs = f"{st.seconds:.1f} s" if st.seconds is not None else ""
-            table.add_row(str(i + 1), s.name, st.key[:10], f"[{style}]{st.state}[/]" if style else st.state, secs, s.describe(self.config))
+            state = f"[{style}]{st.state}[/]" if style else st.state
+            table.add_row(str(i + 1), s.name, st.key[:10], state, secs, s.describe(self.config))
         return table
 
     def run(self, only: str | None = None, start: str | None = None, until: str | None = None,
@@ -137,7 +150,7 @@ class Runner:
                 if on_stage:
                     on_stage(st)
                 continue
-            inputs = {d: self.status[d].outputs for d in self._deps(s.name)}
+            inputs = {d: self.status[d].output for d in self._deps(s.name)}
             st.state = "running"
             if on_stage:
                 on_stage(st)
@@ -145,7 +158,9 @@ class Runner:
             try:
                 with (stage_context(s.name, st.key) if stage_context else nullcontext()) as run_id:
                     ctx = StageContext(self.config, self.store, s.name, st.key, inputs, run_id)
-                    outputs = s.run(ctx) or {}
+                    output = s.run(ctx)
+                if not isinstance(output, s.output):
+                    raise TypeError(f"stage '{s.name}' returned {type(output).__name__}, not {s.output.__name__}")
             except BaseException as e:  # noqa: BLE001 - recorded, then re-raised
                 st.state, st.seconds = "failed", time.time() - started
                 if on_stage:
@@ -153,10 +168,11 @@ class Runner:
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     raise
                 raise StageFailed(s.name, e) from e
-            st.seconds, st.outputs, st.state = time.time() - started, outputs, "done"
+            st.seconds, st.output, st.outputs, st.state = time.time() - started, output, output.to_json(), "done"
             self.store.write_json(
                 record_key(s.name, st.key),
-                {"outputs": outputs, "config": s.config_slice(self.config), "inputs": {i: self.keys[i] for i in s.inputs},
+                {"outputs": st.outputs, "config": s.config_slice(self.config),
+                 "inputs": {i: self.keys[i] for i in s.inputs},
                  "started": started, "seconds": st.seconds},
             )
             if on_stage:

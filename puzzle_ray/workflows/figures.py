@@ -35,14 +35,14 @@ def architecture_figure(parent: PuzzleConfig, child: list[BlockConfig]):
     fig, (a, f) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(child)), 5.5), sharex=True)
     for ax, get, label in (
         (a, lambda b: b.attention.num_kv_heads(heads), "KV heads"),
-        (f, lambda b: b.ffn.intermediate_size if b.ffn.kind == "swiglu" else 0, "FFN width"),
+        (f, lambda b: b.ffn.kind.size(b.ffn) or 0, "FFN width"),
     ):
         ax.bar(layers - 0.2, [get(b) for b in parent.block_configs], 0.4, label="parent", color="lightgray")
         ax.bar(layers + 0.2, [get(b) for b in child], 0.4, label="child", color="tab:blue")
         for i, b in enumerate(child):
             kind = b.attention.kind if ax is a else b.ffn.kind
-            if kind in ("linear", "no_op"):
-                ax.text(i + 0.2, 0, kind, rotation=90, ha="center", va="bottom", fontsize=7)
+            if not kind.resizable:  # no bar to see: name the replacement
+                ax.text(i + 0.2, 0, str(kind), rotation=90, ha="center", va="bottom", fontsize=7)
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     f.set_xlabel("layer")
@@ -57,16 +57,17 @@ def log_architecture(run_id: str, parent: PuzzleConfig, child: list[BlockConfig]
     fig = architecture_figure(parent, child)
     client.log_figure(run_id, fig, "solve/architecture.png")
     plt.close(fig)
-    rows = [{"layer": i, "parent_attention": p.describe(parent.num_attention_heads)[0], "child_attention": c.describe(parent.num_attention_heads)[0],
-             "parent_ffn": p.describe(parent.num_attention_heads)[1], "child_ffn": c.describe(parent.num_attention_heads)[1]}
+    heads = parent.num_attention_heads
+    rows = [{"layer": i, "parent_attention": p.describe(heads)[0], "child_attention": c.describe(heads)[0],
+             "parent_ffn": p.describe(heads)[1], "child_ffn": c.describe(heads)[1]}
             for i, (p, c) in enumerate(zip(parent.block_configs, child))]
     client.log_table(run_id, data=columns(rows), artifact_file="solve/architecture.json")
 
 
 def log_frontier_with_choice(run_id: str, library: Library, config, best, points: int) -> None:
     """Sweep the first constraint's key over targets relative to the parent and mark the chosen solution."""
-    from ..search import SearchConfig
-    from ..search.sweep import parse_sweep, sweep
+    from ..solve import SearchConfig
+    from ..solve.sweep import parse_sweep, sweep
 
     if not config.constraints:
         return

@@ -21,7 +21,8 @@ def latest_workflow_run(client: MlflowClient, experiment: str | None = None) -> 
     """The newest parent run of a workflow (optionally in one experiment)."""
     exps = [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments()
     ids = [e.experiment_id for e in exps if e is not None]
-    runs = client.search_runs(ids, filter_string=f"tags.`{PLAN_TAG}` LIKE '%'", order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(ids, filter_string=f"tags.`{PLAN_TAG}` LIKE '%'", order_by=["attributes.start_time DESC"],
+                              max_results=1)
     if not runs:
         raise LookupError(f"no puzzle-ray workflow run in {experiment or 'any experiment'} at {client.tracking_uri}")
     return runs[0]
@@ -30,7 +31,8 @@ def latest_workflow_run(client: MlflowClient, experiment: str | None = None) -> 
 def stage_runs(client: MlflowClient, parent: Run) -> dict[str, Run]:
     """Stage name -> the run that did the stage's work (following cached stages to their producer)."""
     exp = parent.info.experiment_id
-    nested = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000)
+    nested = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                                max_results=1000)
     out = {}
     for run in sorted(nested, key=lambda r: r.info.start_time):
         name = run.data.tags["puzzle_ray.stage"]

@@ -1,5 +1,8 @@
 """The final summary: parent vs child (parameters, KV cache, measured speed, quality retention), as a rich table
-and as Markdown (saved beside the run and logged to MLflow)."""
+and as Markdown (saved beside the run and logged to MLflow).
+
+It reads the stages' recorded outputs (`StageStatus.outputs`, the JSON form), so it also summarises a run
+from its records alone, and is lenient about the solve record's figures."""
 
 from __future__ import annotations
 
@@ -11,10 +14,11 @@ from rich.table import Table
 from ..evaluate.report import EvalReport, _fmt
 from .config import WorkflowConfig
 from .engine import StageStatus
+from .outputs import EvaluateOutput
 
 
 def _report(status: dict[str, StageStatus]) -> EvalReport:
-    return EvalReport.from_json(status["evaluate"].outputs["report"])
+    return EvaluateOutput.from_json(status["evaluate"].outputs).eval_report
 
 
 def headline(report: EvalReport) -> list[str]:
@@ -48,7 +52,8 @@ def summary_markdown(cfg: WorkflowConfig, status: dict[str, StageStatus]) -> str
     solve = status["solve"].outputs
     lines = [f"# {cfg.name}: Puzzle child vs parent", ""]
     lines += [f"- {h}" for h in headline(report)]
-    lines += ["", f"Search: `{cfg.search.objective}` subject to {', '.join(f'`{c}`' for c in cfg.search.constraints) or 'nothing'}; "
+    constraints = ", ".join(f"`{c}`" for c in cfg.search.constraints) or "nothing"
+    lines += ["", f"Search: `{cfg.search.objective}` subject to {constraints}; "
               f"batch size {solve.get('batch_size')}, solver status {solve.get('status')}.", "", "Chosen blocks:", ""]
     lines += [f"- layer {i}: {name}" for i, name in enumerate(solve.get("chosen", []))]
     lines += ["", report.to_markdown().split("\n", 2)[2]]  # the report's table, without its title

@@ -43,7 +43,8 @@ class WorkflowTracking:
             self.client.update_run(self.run_id, status="RUNNING")
         else:
             run = self.client.create_run(
-                self.experiment_id, run_name=self.workflow, tags={PLAN_TAG: self.plan, "puzzle_ray.workflow": self.workflow}
+                self.experiment_id, run_name=self.workflow,
+                tags={PLAN_TAG: self.plan, "puzzle_ray.workflow": self.workflow},
             )
             self.run_id = run.info.run_id
         return self.run_id

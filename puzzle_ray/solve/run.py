@@ -1,6 +1,6 @@
 """The search stage: validate, solve once per batch size (Ray tasks in parallel), return the best feasible.
 
-    plan(library, config)     -> one validated SearchProblem per batch size (raises on bad input, solves nothing)
+    problems_for(library, config) -> one validated SearchProblem per batch size (raises on bad input, solves nothing)
     solve_problem(problem...) -> the diverse solutions at one batch size, each verified, or why it is infeasible
     search(library, config)   -> SearchResult: the best batch size's solutions and every batch size's outcome
 """
@@ -97,7 +97,7 @@ def batch_sizes_to_try(library: Library, config: SearchConfig) -> tuple[list[int
     return [b for b in batch_sizes if b not in unfit], unfit
 
 
-def plan(library: Library, config: SearchConfig) -> list[SearchProblem]:
+def problems_for(library: Library, config: SearchConfig) -> list[SearchProblem]:
     """One validated problem per batch size that fits the device. All input errors surface here, before any solve."""
     batch_sizes, _ = batch_sizes_to_try(library, config)
     return [build_problem(library, config, b) for b in batch_sizes]
@@ -195,13 +195,13 @@ def make_solution(problem: SearchProblem, library: Library, result: MipResult, r
 
 def _fits(library: Library, batch_size: int) -> bool:
     """False when the measure stage marked any variant (or the non-block part) as not fitting at this batch."""
-    entries = [v.stats for layer in library.layers for v in layer.values()] + [library.meta.get("non_block") or {}]
+    entries = [v.stats for layer in library.layers for v in layer.values()] + [library.meta.non_block or {}]
     return all(stats_for_batch(s, batch_size).get("fits", True) is not False for s in entries)
 
 
 def _headline_totals(library: Library, chosen: list[str], batch_size: int | None) -> dict[str, float]:
     stats = [library.layers[i][n].stats_for_batch(batch_size) for i, n in enumerate(chosen)]
-    non_block = stats_for_batch(library.meta.get("non_block") or {}, batch_size)
+    non_block = stats_for_batch(library.meta.non_block or {}, batch_size)
     out = {}
     for stat in HEADLINE_STATS:
         if all(isinstance(s.get(stat), (int, float)) for s in stats):

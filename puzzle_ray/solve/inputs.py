@@ -2,8 +2,9 @@
 
 A published library folder holds `block_library.json`, `measurement_info.json` (the scenario: batch size,
 sequence length, GPU, dtype) and `parent_block_stats.json` (the parent block's stats); ours holds
-`block_library.json` and `library_meta.json`. Both become one `Library` whose `meta` has `scenario` and, for the
-published one, `parent_block_stats`.
+`block_library.json` and `library_meta.json`. Both are read by `Library.read`; this adapter completes the meta
+from the published side files, so both become one `Library` whose meta has `scenario` and, for the published
+one, `parent_block_stats`.
 """
 
 from __future__ import annotations
@@ -24,27 +25,25 @@ def load_library(
     `parent_stats` is a `parent_block_stats.json`-style file ({"stats": {...}}) giving the parent's figures.
     """
     path = Path(path)
-    file = path / "block_library.json" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no such library file")
-    data = _read_json(file)
-    if not isinstance(data, dict):
-        raise LibraryError(f"{file}: expected an object of layers ('layer_0': {{...}}, ...)")
-    folder = file.parent
-    meta: dict[str, Any] = _read_json(folder / "library_meta.json") if (folder / "library_meta.json").is_file() else {}
-    if "scenario" not in meta and (folder / "measurement_info.json").is_file():
-        meta["scenario"] = _read_json(folder / "measurement_info.json")
-    parent_file = Path(parent_stats) if parent_stats else folder / "parent_block_stats.json"
-    if parent_stats and not parent_file.is_file():
-        raise FileNotFoundError(f"{parent_file}: no such parent stats file")
-    if parent_file.is_file():
-        meta["parent_block_stats"] = _parent_block_stats(parent_file)
-    if num_attention_heads is not None:
-        known = meta.get("num_attention_heads")
-        if known is not None and known != num_attention_heads:
-            raise LibraryError(f"num_attention_heads={num_attention_heads} disagrees with the library's {known}")
-        meta["num_attention_heads"] = num_attention_heads
-    return Library.from_json(data, meta)
+    folder = path if path.is_dir() else path.parent
+
+    def published_facts(meta: dict[str, Any]) -> dict[str, Any]:
+        meta = dict(meta)
+        if "scenario" not in meta and (folder / "measurement_info.json").is_file():
+            meta["scenario"] = _read_json(folder / "measurement_info.json")
+        parent_file = Path(parent_stats) if parent_stats else folder / "parent_block_stats.json"
+        if parent_stats and not parent_file.is_file():
+            raise FileNotFoundError(f"{parent_file}: no such parent stats file")
+        if parent_file.is_file():
+            meta["parent_block_stats"] = _parent_block_stats(parent_file)
+        if num_attention_heads is not None:
+            known = meta.get("num_attention_heads")
+            if known is not None and known != num_attention_heads:
+                raise LibraryError(f"num_attention_heads={num_attention_heads} disagrees with the library's {known}")
+            meta["num_attention_heads"] = num_attention_heads
+        return meta
+
+    return Library.read(path, adapt_meta=published_facts)
 
 
 def available_batch_sizes(library: Library) -> list[int] | None:
@@ -62,7 +61,7 @@ def available_batch_sizes(library: Library) -> list[int] | None:
                 )
     if found:
         return sorted(int(b) for b in found)
-    scenario = library.meta.get("scenario") or {}
+    scenario = library.meta.scenario or {}
     if scenario.get("batch_sizes"):
         return [int(b) for b in scenario["batch_sizes"]]
     if scenario.get("batch_size"):
@@ -75,7 +74,7 @@ def reference_batch_size(library: Library, parent_batch_size: int | None = None)
     (the library's flat stats), so that a relative limit means one budget at every batch size tried."""
     if parent_batch_size is not None:
         return parent_batch_size
-    scenario = library.meta.get("scenario") or {}
+    scenario = library.meta.scenario or {}
     if scenario.get("batch_sizes"):
         return int(scenario["batch_sizes"][0])
     if scenario.get("batch_size"):
@@ -86,7 +85,7 @@ def reference_batch_size(library: Library, parent_batch_size: int | None = None)
 
 def scenario_tokens(library: Library) -> int | None:
     """Tokens per sequence of the scenario (its `sequence_length`, else prefill + decode lengths), if known."""
-    scenario = library.meta.get("scenario") or {}
+    scenario = library.meta.scenario or {}
     if scenario.get("sequence_length"):
         return int(scenario["sequence_length"])
     for prefill, decode in (("prefill_len", "decode_len"), ("prefill_length", "decode_length")):

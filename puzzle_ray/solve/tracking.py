@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from .stage import SearchResult
+from .run import SearchResult
 from .sweep import Frontier
 
 DEFAULT_EXPERIMENT = "puzzle-ray-search"

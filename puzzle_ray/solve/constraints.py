@@ -7,7 +7,7 @@ Syntax (spaces are ignored):
     LIMIT<=KEY<=LIMIT     a range (both bounds)
 
     KEY     stats.<name>    any numeric per-variant stat: summed over layers, plus the non-block part
-                            (`library.meta["non_block"]`) when it has that stat
+                            (`library.meta.non_block`) when it has that stat
             metrics.<name>  a per-variant metric, summed over layers
             throughput      tokens/s of the whole request batch: batch x tokens_per_sequence / total runtime_ms,
                             so `throughput>=T` is the linear `runtime_ms <= batch x tokens / T`

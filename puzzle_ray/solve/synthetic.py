@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..arch.blocks import AttentionConfig, BlockConfig, FFNConfig
+from ..arch.config import PuzzleConfig
+from ..arch.stats import block_params
 from ..library.record import Library, Variant, variant_name
 
 ATTENTION_CHOICES = (8, 4, 2, 1, "linear", "no_op")
@@ -31,6 +33,8 @@ def synthetic_library(
     rng = np.random.default_rng(seed)
     h, heads = hidden_size, num_attention_heads
     head_dim = h // heads
+    shape = PuzzleConfig(hidden_size=h, num_attention_heads=heads, intermediate_size=intermediate_size,
+                         num_hidden_layers=1, vocab_size=1)  # for the exact parameter formulas
     sensitivity = rng.lognormal(0.0, 0.8, size=num_layers)
     sensitivity[[0, -1]] *= 8  # the first and last layers matter most, as measured on real parents
 
@@ -46,11 +50,8 @@ def synthetic_library(
             for f in ffn:
                 block = BlockConfig(_attention(a, heads), _ffn(f, intermediate_size))
                 kv = block.attention.num_kv_heads(heads)
-                gqa_params = 2 * h * h + 2 * h * kv * head_dim + h  # q, o; k, v; norm
-                att_params = 0 if a == "no_op" else h * h + h if a == "linear" else gqa_params
-                size = block.ffn.intermediate_size if block.ffn.kind == "swiglu" else 0
-                ffn_params = 0 if f == "no_op" else h * h + h if f == "linear" else 3 * h * size + h
-                params = att_params + ffn_params
+                size = block.ffn.kind.size(block.ffn) or 0
+                params = block_params(shape, block)
                 kv_bytes = 2 * kv * head_dim  # fp8 K and V
                 by_batch = {
                     str(b): {
@@ -84,14 +85,14 @@ def synthetic_library(
 
 
 def _attention(choice, heads: int) -> AttentionConfig:
-    if choice in ("linear", "no_op"):
-        return AttentionConfig(replace_with_linear=choice == "linear", no_op=choice == "no_op")
+    if isinstance(choice, str):  # a kind without a size
+        return AttentionConfig.of_kind(choice)
     return AttentionConfig(n_heads_in_group=heads // choice)
 
 
 def _ffn(choice, full: int) -> FFNConfig:
-    if choice in ("linear", "no_op"):
-        return FFNConfig(replace_with_linear=choice == "linear", no_op=choice == "no_op")
+    if isinstance(choice, str):  # a kind without a size
+        return FFNConfig.of_kind(choice)
     return FFNConfig(intermediate_size=max(256, round(choice * full / 256) * 256))
 
 

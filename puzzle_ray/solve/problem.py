@@ -187,9 +187,9 @@ def _parent_figure(library: Library, config: SearchConfig, c: Constraint, parent
             if stat not in table:
                 raise LibraryError(f"{at}: no {c.column}")
             total += _checked(table[stat], f"{at}: {c.column}")
-    elif library.meta.get("parent_block_stats") and source == "stats":
+    elif library.meta.parent_block_stats and source == "stats":
         at = f"{where}: parent block stats"
-        per_block = _batch_stats(library.meta["parent_block_stats"], batch, at)
+        per_block = _batch_stats(library.meta.parent_block_stats, batch, at)
         if stat not in per_block:
             raise LibraryError(f"{at}: no {c.column}")
         total = _checked(per_block[stat], f"{at}: {c.column}") * library.num_layers
@@ -216,7 +216,7 @@ def _batch_stats(stats: dict, batch_size: int | None, where: str) -> dict:
 
 def _non_block(library: Library, keys: list[str], batch_size: int | None) -> dict[str, float]:
     """The non-block part (embeddings, final norm, LM head) adds to stats totals; metrics have none."""
-    raw = library.meta.get("non_block") or {}
+    raw = library.meta.non_block or {}
     stats = _batch_stats(raw, batch_size, "non_block") if raw else {}
     out = {}
     for key in keys:

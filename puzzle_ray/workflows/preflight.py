@@ -9,9 +9,10 @@ from rich.table import Table
 from ..arch.blocks import BlockConfig
 from ..arch.config import PuzzleConfig
 from ..arch.stats import block_params, model_stats
-from ..arch.summary import load_puzzle_config
+from ..arch.config import load_puzzle_config
 from ..library.space import expand
 from ..parent.gguf import GGUFError, gguf_puzzle_config, read_gguf_header, resolve_gguf
+from ..parent.model import embedded_puzzle_config
 from ..store import ArtifactStore
 from .config import WorkflowConfig
 
@@ -31,15 +32,12 @@ def parent_architecture(cfg: WorkflowConfig) -> PuzzleConfig:
             return load_puzzle_config(cfg.parent.architecture)
         return gguf_puzzle_config(resolve_gguf(cfg.parent.gguf))  # header and metadata only: no dequantising
     if cfg.parent.path is not None:
-        source = cfg.parent.path if cfg.parent.path.exists() or cfg.parent.architecture is None else cfg.parent.architecture
+        keep_path = cfg.parent.path.exists() or cfg.parent.architecture is None
+        source = cfg.parent.path if keep_path else cfg.parent.architecture
         if not Path(source).exists():
             raise PreflightError(f"parent.path: {cfg.parent.path} does not exist")
         return load_puzzle_config(source)
-    m, vocab = cfg.parent.embedded.model, cfg.parent.embedded.tokenizer.vocab_size
-    return PuzzleConfig(vocab_size=vocab, hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
-                        num_attention_heads=m.num_attention_heads, num_key_value_heads=m.num_key_value_heads,
-                        intermediate_size=m.intermediate_size, max_position_embeddings=m.max_position_embeddings,
-                        tie_word_embeddings=m.tie_word_embeddings)
+    return embedded_puzzle_config(cfg.parent.embedded.model, cfg.parent.embedded.tokenizer.vocab_size)
 
 
 def _gguf_here(cfg: WorkflowConfig) -> bool:
@@ -79,27 +77,31 @@ def work_estimate(cfg: WorkflowConfig) -> Table:
     stats = model_stats(parent)
     trained = sum(v.trainable for s in spaces for v in s.attention + s.ffn)
     entries = sum(len(s.attention) * len(s.ffn) for s in spaces)
-    unit_params = sum(block_params(parent, BlockConfig(v.config if v.kind == "attention" else b.attention,
-                                                       v.config if v.kind == "ffn" else b.ffn))
+    unit_params = sum(block_params(parent, BlockConfig(v.config if v.role == "attention" else b.attention,
+                                                       v.config if v.role == "ffn" else b.ffn))
                       for s, b in zip(spaces, parent.block_configs) for v in s.attention + s.ffn if v.trainable)
     bld = cfg.bld.token_budget * (2 * stats.block_params + 6 * unit_params)
     seq = parent.max_position_embeddings if cfg.data is None else cfg.data.seq_len
     seq = min(seq, cfg.parent.embedded.seq_len if cfg.parent.is_embedded else seq)
-    score_tokens = cfg.score.eval_batches * cfg.bld.micro_batch_size * seq
+    score_tokens = cfg.score.eval_batches * cfg.score.batch_size * seq
     per_layer = stats.block_params / parent.num_hidden_layers
-    score = sum(2 * score_tokens * (len(s.attention) * len(s.ffn)) * per_layer * (parent.num_hidden_layers - i) for i, s in enumerate(spaces))
+    score = sum(2 * score_tokens * (len(s.attention) * len(s.ffn)) * per_layer * (parent.num_hidden_layers - i)
+                for i, s in enumerate(spaces))
     gkd = cfg.distill.token_budget * (6 * stats.num_params + 2 * stats.num_params)
-    table = Table(title=f"work estimate (parent: {stats.num_params / 1e9:.2f}B parameters, {parent.num_hidden_layers} layers)")
+    table = Table(title=f"work estimate (parent: {stats.num_params / 1e9:.2f}B parameters, "
+                        f"{parent.num_hidden_layers} layers)")
     for col in ("stage", "work", "FLOPs", "accelerator-hours*"):
         table.add_column(col, justify="right" if col != "work" else "left")
     rows = [
-        ("library", f"{trained} variants trained by BLD ({entries} library entries), {cfg.bld.token_budget:,} tokens each", bld),
+        ("library", f"{trained} variants trained by BLD ({entries} library entries), "
+                    f"{cfg.bld.token_budget:,} tokens each", bld),
         ("score", f"{entries} entries x {score_tokens:,} validation tokens (layers i..L each)", score),
         ("measure", f"{len({(v.config) for s in spaces for v in s.attention + s.ffn})} distinct sub-blocks x "
                     f"{len(cfg.measure.scenario.batch_sizes)} batch sizes", None),
         ("distill", f"GKD, {cfg.distill.token_budget:,} tokens", gkd),
     ]
     for name, work, flops in rows:
-        table.add_row(name, work, f"{flops:.2e}" if flops else "-", f"{flops / (PEAK_FLOPS * MFU) / 3600:.2f}" if flops else "-")
+        table.add_row(name, work, f"{flops:.2e}" if flops else "-",
+                      f"{flops / (PEAK_FLOPS * MFU) / 3600:.2f}" if flops else "-")
     table.caption = "* at 40% of an H100's 989 TFLOP/s (bf16 dense)"
     return table

@@ -25,7 +25,7 @@ from ..library.record import Library
 from ..ui import progress
 from .config import SearchConfig
 from .constraints import ConstraintError, Limit, check_key, parse_limit
-from .stage import InfeasibleError, plan, search
+from .run import InfeasibleError, problems_for, search
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def sweep(library: Library, config: SearchConfig, spec: SweepSpec, show_progress
         SearchConfig(**{**base, "constraints": [*config.constraints, spec.constraint(limit)], "num_solutions": 1})
         for limit in spec.limits
     ]
-    problems = [plan(library, c)[0] for c in configs]  # validates every point before the first solve
+    problems = [problems_for(library, c)[0] for c in configs]  # validates every point before the first solve
     side = 0 if spec.op == ">=" else 1
     rows = []
     with progress("targets") if show_progress else nullcontext() as bar:

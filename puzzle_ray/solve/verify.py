@@ -65,11 +65,11 @@ def _figure(
     """The child's (or, for the parent, the parent's) figure for `c`, in `c`'s units."""
     source, stat = c.column.split(".", 1)
     if chosen is None:  # the parent's figure from its block stats file
-        total = stats_for_batch(library.meta["parent_block_stats"], batch)[stat] * library.num_layers
+        total = stats_for_batch(library.meta.parent_block_stats, batch)[stat] * library.num_layers
     else:
         total = sum(_value(v, c.column, batch) for v in chosen)
     if source == "stats":
-        total += stats_for_batch(library.meta.get("non_block") or {}, batch).get(stat, 0.0)
+        total += stats_for_batch(library.meta.non_block or {}, batch).get(stat, 0.0)
     if c.key == THROUGHPUT:
         tokens = batch * (config.tokens_per_sequence or scenario_tokens(library))
         return tokens * 1000.0 / total if total > 0 else float("inf")
@@ -80,7 +80,7 @@ def _parent_chosen(library: Library) -> list[Variant] | None:
     names = parent_variants(library)
     if all(n is not None for n in names):
         return [library.layers[i][n] for i, n in enumerate(names)]
-    if library.meta.get("parent_block_stats"):
+    if library.meta.parent_block_stats:
         return None
     raise SolutionError("a limit is relative to the parent, whose variants and stats are unknown")
 

@@ -78,18 +78,8 @@ class Solution:
 
 
 def block_to_dict(block: BlockConfig, hidden_size: int | None) -> dict[str, Any]:
-    """`BlockConfig.to_dict` needs the hidden size for `ffn_mult`; without it, give the exact width alone."""
-    if hidden_size:
-        return block.to_dict(hidden_size)
-    ffn = block.ffn
-    if ffn.kind != "swiglu":
-        ffn_dict = {"ffn_mult": None}
-    elif ffn.intermediate_size is None:
-        ffn_dict = {"ffn_mult": ffn.ffn_mult}
-    else:
-        ffn_dict = {"intermediate_size": ffn.intermediate_size}
-    ffn_dict.update(no_op=ffn.no_op, replace_with_linear=ffn.replace_with_linear)
-    return {"attention": block.attention.to_dict(), "ffn": ffn_dict}
+    """`BlockConfig.to_dict` needs the hidden size for `ffn_mult`; without it, the width as given alone."""
+    return block.to_dict(hidden_size or None)
 
 
 def _finite(value: float) -> float | None:

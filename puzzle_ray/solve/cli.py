@@ -22,27 +22,47 @@ def solve(
     maximize: Annotated[bool, typer.Option("--maximize", help="maximise the objective instead")] = False,
     constraint: Annotated[Optional[list[str]], typer.Option("--constraint", "-c", help=CONSTRAINT_HELP)] = None,
     num_solutions: Annotated[int, typer.Option(help="diverse solutions to return, best first")] = 1,
-    min_diversity: Annotated[str, typer.Option(help="layers (int) or fraction of layers (0-1) each solution must change")] = "1",
-    batch_size: Annotated[Optional[list[int]], typer.Option("--batch-size", help="batch sizes to try (default: all measured)")] = None,
-    tokens_per_sequence: Annotated[Optional[int], typer.Option(help="tokens per sequence for throughput (default: the scenario's)")] = None,
-    parent_batch_size: Annotated[Optional[int], typer.Option(help="batch size of the parent's figures (default: the scenario's first)")] = None,
-    num_attention_heads: Annotated[Optional[int], typer.Option(help="maps published variants to block configs (64 for Llama-3.3-70B)")] = None,
-    parent_stats: Annotated[Optional[Path], typer.Option(help="parent_block_stats.json giving the parent's figures")] = None,
+    min_diversity: Annotated[
+        str, typer.Option(help="layers (int) or fraction of layers (0-1) each solution must change")
+    ] = "1",
+    batch_size: Annotated[
+        Optional[list[int]], typer.Option("--batch-size", help="batch sizes to try (default: all measured)")
+    ] = None,
+    tokens_per_sequence: Annotated[
+        Optional[int], typer.Option(help="tokens per sequence for throughput (default: the scenario's)")
+    ] = None,
+    parent_batch_size: Annotated[
+        Optional[int], typer.Option(help="batch size of the parent's figures (default: the scenario's first)")
+    ] = None,
+    num_attention_heads: Annotated[
+        Optional[int], typer.Option(help="maps published variants to block configs (64 for Llama-3.3-70B)")
+    ] = None,
+    parent_stats: Annotated[
+        Optional[Path], typer.Option(help="parent_block_stats.json giving the parent's figures")
+    ] = None,
     time_limit: Annotated[float, typer.Option(help="HiGHS time limit per MIP, seconds")] = 60.0,
     gap: Annotated[float, typer.Option(help="relative MIP gap at which HiGHS stops")] = 1e-6,
-    sweep: Annotated[Optional[str], typer.Option(help="sweep mode: 'throughput>=1000:8000' or 'stats.memory_mib<=40000,60000,80000'")] = None,
+    sweep: Annotated[
+        Optional[str], typer.Option(help="sweep mode: 'throughput>=1000:8000' or 'stats.memory_mib<=40000,60000,80000'")
+    ] = None,
     points: Annotated[int, typer.Option(help="targets of a START:STOP sweep")] = 8,
-    out: Annotated[Optional[Path], typer.Option(help="folder for solution.json (or frontier.csv/json/png in sweep mode)")] = None,
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI to log to (default: the active run, if any)")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="folder for solution.json (or frontier.csv/json/png in sweep mode)")
+    ] = None,
+    tracking_uri: Annotated[
+        Optional[str], typer.Option(help="MLflow tracking URI to log to (default: the active run, if any)")
+    ] = None,
     experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment for a new run")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print one JSON object (per solution: objective, costs, chosen)")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="print one JSON object (per solution: objective, costs, chosen)")
+    ] = False,
 ) -> None:
     """Pick one variant per layer: the best objective under the constraints (Puzzle's MIP, cvxpy + HiGHS)."""
     from pydantic import ValidationError
 
     from .config import SearchConfig
     from .inputs import load_library
-    from .stage import InfeasibleError, search
+    from .run import InfeasibleError, search
     from .sweep import parse_sweep
     from .sweep import sweep as run_sweep
     from .tracking import log_frontier, log_search
@@ -63,7 +83,7 @@ def solve(
         )
         spec = parse_sweep(sweep, points) if sweep else None
         lib = load_library(library, num_attention_heads, parent_stats)
-        hidden = lib.meta.get("hidden_size")
+        hidden = lib.meta.hidden_size
         if spec is not None:
             frontier = run_sweep(lib, config, spec, show_progress=not json_output)
             if out:
@@ -128,7 +148,7 @@ def _print_result(result, library) -> None:
     row("layers changed", lambda s: "-" if s.layers_changed is None else str(s.layers_changed))
     for key in best.costs:
         row(key, lambda s, key=key: f"{s.costs[key]:,.6g}" + _bounds(s.limits.get(key)))
-    heads = library.meta.get("num_attention_heads")
+    heads = library.meta.num_attention_heads
     layers = Table(title="Chosen variant per layer (attention / FFN)")
     layers.add_column("layer", justify="right")
     for s in result.solutions:
@@ -155,13 +175,12 @@ def _bounds(limits) -> str:
 
 def _label(solution, layer: int, heads: int | None) -> str:
     """'kv8 / 14336', 'no_op / linear', or the library's name when the block is unknown."""
+    from ..arch.kinds import block_labels
+
     block = solution.blocks[layer]
-    if block is None or (block.attention.kind == "gqa" and not heads):
+    if block is None or (block.attention.kind.needs_heads and not heads):
         return " ".join(solution.chosen[layer].split())
-    a, f = block.attention, block.ffn
-    att = f"kv{a.num_kv_heads(heads)}" if a.kind == "gqa" else a.kind
-    ffn = str(f.intermediate_size or f.ffn_mult) if f.kind == "swiglu" else f.kind
-    return f"{att} / {ffn}"
+    return " / ".join(block_labels(block, heads))
 
 
 def _print_frontier(frontier) -> None:

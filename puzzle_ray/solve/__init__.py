@@ -4,9 +4,9 @@ from .config import SearchConfig
 from .constraints import Constraint, ConstraintError, Limit, parse_constraint
 from .explain import Infeasibility, explain_infeasible
 from .inputs import load_library
-from .stage import BatchOutcome, InfeasibleError, SearchResult, plan, search, solve_problem
+from .run import BatchOutcome, InfeasibleError, SearchResult, problems_for, search, solve_problem
 from .solution import Solution
-from .sweep import Frontier, SweepSpec, parse_sweep  # the sweep itself: puzzle_ray.search.sweep.sweep
+from .sweep import Frontier, SweepSpec, parse_sweep  # the sweep itself: puzzle_ray.solve.sweep.sweep
 from .tracking import log_frontier, log_search
 from .verify import SolutionError, verify_solution
 
@@ -29,7 +29,7 @@ __all__ = [
     "log_search",
     "parse_constraint",
     "parse_sweep",
-    "plan",
+    "problems_for",
     "search",
     "solve_problem",
     "verify_solution",

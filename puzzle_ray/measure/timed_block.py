@@ -34,7 +34,7 @@ def ffn_unit(block: BlockConfig) -> BlockConfig:
 
 
 @dataclass(frozen=True)
-class Unit:
+class TimedBlock:
     """One timed thing: a block (usually a sub-block: one half no-op) or, with `block=None`, the non-block part."""
 
     block: BlockConfig | None
@@ -53,8 +53,8 @@ class Unit:
             return "non_block"
         att, ffn = self.block.describe(parent.num_attention_heads)  # e.g. ('gqa kv=2', 'swiglu 1024')
         parts = [
-            f"attention {att}" if self.block.attention.kind != "no_op" else "",
-            f"ffn {ffn}" if self.block.ffn.kind != "no_op" else "",
+            f"attention {att}" if self.block.attention.kind.has_weights else "",
+            f"ffn {ffn}" if self.block.ffn.kind.has_weights else "",
         ]
         return " + ".join(p for p in parts if p) or "no_op"
 
@@ -74,15 +74,8 @@ class Unit:
                 "head_dim": parent.head_dim,
             }
         shape = {**common, "block": self.block.to_dict(parent.hidden_size)}
-        if self.block.attention.kind == "gqa":
-            shape.update(
-                num_attention_heads=parent.num_attention_heads,
-                head_dim=parent.head_dim,
-                attention_bias=parent.attention_bias,
-                qkv_bias=parent.qkv_bias,
-            )
-        if self.block.ffn.kind == "swiglu":
-            shape["mlp_bias"] = parent.mlp_bias
+        shape.update(self.block.attention.kind.timing_shape(parent))
+        shape.update(self.block.ffn.kind.timing_shape(parent))
         return shape
 
     def key(self, parent: PuzzleConfig) -> str:
@@ -113,15 +106,12 @@ class Unit:
         if self.block is None:
             # logits of the last position only (logits_to_keep=1), hidden states of every prompt token
             return self.num_params(parent) * b + tokens * h * b * 4 + batch_size * parent.vocab_size * 4
-        widest = h
-        if self.block.attention.kind == "gqa":
-            widest = max(widest, 3 * parent.num_attention_heads * parent.head_dim)
-        if self.block.ffn.kind == "swiglu":
-            widest = max(widest, 3 * self.block.ffn.intermediate_size)
+        a, f = self.block.attention, self.block.ffn
+        widest = max(h, a.kind.activation_width(parent, a), f.kind.activation_width(parent, f))
         weights = depth * self.num_params(parent) * b
         kv = 2 * depth * batch_size * total_len * self.kv_bytes_per_token(parent, dtype)
         activations = tokens * (4 * h + widest) * b
-        if self.block.attention.kind == "gqa" and parent._attn_implementation == "eager":
+        if a.kind.holds_cache and parent._attn_implementation == "eager":
             activations += 2 * batch_size * parent.num_attention_heads * prefill_len * total_len * b  # scores + probs
         return weights + kv + activations
 
@@ -132,7 +122,7 @@ def flush_bytes(parent: PuzzleConfig, dtype: str, config) -> int:
     return int(min(config.min_stack_mib * MIB, parent_blocks * dtype_bytes(dtype)))
 
 
-def stack_depth_for(unit: Unit, parent: PuzzleConfig, dtype: str, config) -> int:
+def stack_depth_for(unit: TimedBlock, parent: PuzzleConfig, dtype: str, config) -> int:
     """Copies of `unit` in its timing stack (see `MeasureConfig.min_stack_mib`)."""
     if unit.block is None or config.min_stack_mib is None:
         return config.stack_depth
@@ -140,6 +130,6 @@ def stack_depth_for(unit: Unit, parent: PuzzleConfig, dtype: str, config) -> int
     return max(config.stack_depth, min(config.max_stack_depth, depth))
 
 
-def sub_blocks(block: BlockConfig) -> tuple[Unit, Unit]:
+def sub_blocks(block: BlockConfig) -> tuple[TimedBlock, TimedBlock]:
     """The attention-only and FFN-only units whose costs add up to `block`'s."""
-    return Unit(attention_unit(block)), Unit(ffn_unit(block))
+    return TimedBlock(attention_unit(block)), TimedBlock(ffn_unit(block))
