@@ -230,3 +230,129 @@ def test_library_score_and_realize_on_a_qwen3_parent(ray_cluster, tmp_path):
     assert torch.equal(child.model.layers[2].self_attn.q_norm.weight, parent.model.layers[2].self_attn.q_norm.weight)
     with torch.no_grad():
         assert torch.isfinite(child(val[0]).logits).all()
+
+
+# -- the measure, distill, evaluate and publish stages on a Qwen3 parent and child ---------------------------
+@pytest.fixture(scope="module")
+def qwen3_pair(tmp_path_factory):
+    """The tiny Qwen3 as Hugging Face saves it, its nemotron-nas export, and an initialised child exported with
+    a word-level tokenizer (publishing needs one)."""
+    from .test_evaluate_publish import tiny_tokenizer
+
+    root = tmp_path_factory.mktemp("qwen3-pair")
+    hf = tiny_qwen3()
+    hf.save_pretrained(root / "hf")
+    parent = convert_from_hf(hf)
+    export_pretrained(parent, root / "parent")
+    export_pretrained(initialised_child(parent), root / "child", tokenizer=tiny_tokenizer())
+    return root / "hf", root / "parent", root / "child"
+
+
+def test_measured_library_times_qk_norm_units_and_counts_their_norms(ray_cluster, tmp_path):
+    from puzzle_ray.library.record import variant_name
+    from puzzle_ray.measure import MeasureConfig, Scenario, measure_library, predict_model_costs, skeleton_library
+    from puzzle_ray.measure.stacks import block_stack
+    from puzzle_ray.measure.timed_block import MIB, sub_blocks
+    from puzzle_ray.store import ArtifactStore
+
+    parent = puzzle_config_from_hf(Qwen3Config(**QWEN3))
+    child = child_config(parent)
+    attention, ffn = sub_blocks(parent.block_configs[0])
+    plain = PuzzleConfig(**{**parent.to_dict(), "qk_norm": False})
+    assert attention.shape(parent)["qk_norm"] and attention.key(parent) != attention.key(plain)
+    assert ffn.key(parent) == ffn.key(plain)  # the norms are the attention's: FFN timings are shared
+    assert attention.num_params(parent) == attention.num_params(plain) + 2 * 32
+    scenario = Scenario(batch_sizes=[1], prefill_len=16, decode_len=4, dtype="fp32")
+    stack = block_stack(parent, attention.block, 2, scenario, "cpu", 0)
+    assert all(layer.self_attn.q_norm.weight.shape == (32,) for layer in stack.layers)
+    assert sum(p.numel() for layer in stack.layers for p in layer.parameters()) == 2 * attention.num_params(parent)
+
+    variants = sorted(set(parent.block_configs) | set(child.block_configs), key=repr)
+    fast = MeasureConfig(stack_depth=2, min_stack_mib=None, warmup=1, repeats=3, threads=1, units_per_task=4,
+                         cpu_clock="thread")
+    library = measure_library(skeleton_library(parent, variants), parent, scenario, fast, ArtifactStore(tmp_path))
+    assert library.meta["parent_config"]["qk_norm"]
+    model = PuzzleForCausalLM(child)
+    for i, (block, layer) in enumerate(zip(child.block_configs, model.model.layers)):
+        stats = library.layers[i][variant_name(block, 4)].stats
+        assert stats["num_params"] == sum(p.numel() for p in layer.parameters()), i
+        assert stats["runtime_ms"] >= 0 and stats["memory_mib"] > 0
+    assert library.layers[0]["attention=kv2 ffn=96"].stats["attention_prefill_ms"] > 0
+    cost = predict_model_costs(child, library)[1]
+    stats = model_stats(child, "fp32")
+    assert stats.num_params == sum(p.numel() for p in model.parameters())
+    assert cost.memory_mib == pytest.approx((stats.num_params * 4 + 20 * stats.kv_bytes_per_token) / MIB)
+
+
+def test_gkd_trains_a_qwen3_child_and_exports_its_trained_qk_norms(ray_cluster, qwen3_pair, tmp_path):
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from puzzle_ray.distill import DistillConfig, TensorBatchSource, distill
+    from puzzle_ray.distill.worker import FINAL_WEIGHTS
+    from puzzle_ray.store import ArtifactStore
+
+    _, parent_dir, child_dir = qwen3_pair
+    data = TensorBatchSource(torch.randint(0, VOCAB, (32, 16), generator=torch.Generator().manual_seed(1)))
+    config = DistillConfig(engine="ddp", num_workers=1, cpus_per_worker=1, micro_batch_size=4, token_budget=4 * 16 * 4,
+                           lr=1e-2, warmup_fraction=0.25, log_every=2, checkpoint_every=4, kl_chunk_tokens=32)
+    store = ArtifactStore(tmp_path / "store")
+    out = distill(parent_dir, child_dir, data, config, store, show_progress=False)
+    (weights,) = Path(store.path("distill")).rglob(FINAL_WEIGHTS)
+    state = load_file(weights)
+    before = AutoModelForCausalLM.from_pretrained(child_dir).eval()
+    distilled = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert isinstance(distilled, PuzzleForCausalLM) and distilled.config.qk_norm
+    for layer in (0, 2):
+        for norm in ("q_norm", "k_norm"):
+            got = getattr(distilled.model.layers[layer].self_attn, norm).weight
+            assert torch.equal(got, state[f"model.layers.{layer}.self_attn.{norm}.weight"])
+            assert not torch.equal(got, getattr(before.model.layers[layer].self_attn, norm).weight)  # trained
+    rebuilt = PuzzleForCausalLM(load_puzzle_config(child_dir)).eval()
+    rebuilt.load_state_dict(state)  # strict: every distilled tensor, the norms included, has its place
+    with torch.no_grad():
+        assert torch.equal(distilled(ids()).logits, rebuilt(ids()).logits)
+
+
+def test_evaluate_reports_a_qwen3_pair_with_exact_parameter_counts(qwen3_pair):
+    from puzzle_ray.distill import TensorBatchSource
+    from puzzle_ray.evaluate import EvalConfig, evaluate
+    from puzzle_ray.measure import Scenario
+
+    hf_dir, parent_dir, child_dir = qwen3_pair
+    data = TensorBatchSource(torch.randint(0, VOCAB, (8, 16), generator=torch.Generator().manual_seed(0)))
+    scenario = Scenario(batch_sizes=[1], prefill_len=8, decode_len=3, dtype="fp32")
+    quick = EvalConfig(batch_size=4, max_batches=2, chunk_tokens=7, measure_speed=False, icl_tasks=[],
+                       episode_demos=[], completion_prompts=[])
+    same = evaluate(hf_dir, parent_dir, data, scenario, quick)  # Hugging Face's Qwen3 against its conversion
+    assert same.row("kl_from_parent").child < 1e-8 and same.row("num_params").ratio == 1.0
+    report = evaluate(hf_dir, child_dir, data, scenario, quick)
+    params, kl = report.row("num_params"), report.row("kl_from_parent")
+    assert params.parent == model_stats(load_puzzle_config(hf_dir)).num_params
+    assert params.parent == sum(p.numel() for p in tiny_qwen3().parameters())
+    child = AutoModelForCausalLM.from_pretrained(child_dir)
+    assert params.child == model_stats(child.config).num_params == sum(p.numel() for p in child.parameters())
+    assert kl.parent == 0.0 and kl.child > 0
+    assert report.row("kv_bytes_per_token (fp32)").ratio == pytest.approx(0.5)  # 1 + 0 + 2 KV heads, not 2 + 2 + 2
+
+
+def test_publish_registers_a_qwen3_child_that_loads_back_with_its_qk_norms(qwen3_pair, mlflow_uri, tmp_path):
+    import time
+
+    import mlflow
+
+    from puzzle_ray.evaluate import publish
+
+    _, _, child_dir = qwen3_pair
+    name = f"tiny-qwen3-child-{time.time_ns()}"
+    exp = mlflow.create_experiment(name, artifact_location=(tmp_path / "mlruns").as_uri())
+    with mlflow.start_run(experiment_id=exp):
+        published = publish(child_dir, name, alias="candidate")
+    assert published.model_uri == f"models:/{name}@candidate"
+    components = mlflow.transformers.load_model(published.model_uri, return_type="components")
+    loaded, want = components["model"].eval(), AutoModelForCausalLM.from_pretrained(child_dir).eval()
+    assert isinstance(loaded, PuzzleForCausalLM) and loaded.config.qk_norm
+    assert torch.equal(loaded.model.layers[2].self_attn.k_norm.weight, want.model.layers[2].self_attn.k_norm.weight)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids()).logits, want(ids()).logits)
