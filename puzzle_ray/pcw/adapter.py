@@ -94,14 +94,16 @@ class ModelAdapter:
         key_pos: torch.Tensor,
         cache: Cache | None,
         hidden_only: bool = False,
+        bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) of one forward with explicit positions and mask (hidden states (B, T, H) of the
         decoder without its LM head if `hidden_only`).
 
         input_ids, position_ids: (B, T); allowed: (B, T, K) bool over every key the layers will see (the cache's
-        plus these T); key_pos: (B, K) their positions. With `cache`, the new keys/values are appended to it.
+        plus these T); key_pos: (B, K) their positions; bias: (B, K) added to the attended keys' scores. With
+        `cache`, the new keys/values are appended to it.
         """
-        mask = build_masks(allowed, position_ids, key_pos, self.kinds, self.dtype)
+        mask = build_masks(allowed, position_ids, key_pos, self.kinds, self.dtype, bias)
         module, keyword = (self.base, self.base_cache_keyword) if hidden_only else (self.model, self.cache_keyword)
         kwargs = {keyword: cache, "use_cache": cache is not None}
         out = module(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, **kwargs)

@@ -87,6 +87,10 @@ def pcw_eval(
     test_size: int | None = None,
     method: Annotated[str | None, typer.Option(help="greedy (label trie) or loglik")] = None,
     alignment: Annotated[str | None, typer.Option(help="left or right")] = None,
+    variant: Annotated[str | None, typer.Option(help="pcw, pcw_rescaled (1/B attention on the windows) or nbce "
+                                                     "(naive-Bayes combination of per-window predictions)")] = None,
+    nbce_beta: Annotated[float | None, typer.Option(help="NBCE: weight off the no-context prediction")] = None,
+    nbce_pooling: Annotated[str | None, typer.Option(help="NBCE: min_entropy or mean")] = None,
     tracking_uri: str | None = None,
     output: Annotated[str | None, typer.Option(help="write the result JSON here")] = None,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="do not log to MLflow")] = False,
@@ -122,6 +126,9 @@ def pcw_eval(
             "test_size": test_size,
             "method": method,
             "alignment": alignment,
+            "variant": variant,
+            "nbce_beta": nbce_beta,
+            "nbce_pooling": nbce_pooling,
             "tracking_uri": tracking_uri,
             "output": output,
         }
@@ -134,7 +141,8 @@ def pcw_eval(
         fail(validation_problems(e, first_only=True))
     except (OSError, ValueError, RuntimeError, ImportError) as e:
         fail(str(e))
-    table = Table(title=f"PCW accuracy ({result.shots_per_window} shots per window, {result.num_tests} tests)")
+    which = "" if cfg.variant == "pcw" else f", {cfg.variant}"
+    table = Table(title=f"PCW accuracy{which} ({result.shots_per_window} shots per window, {result.num_tests} tests)")
     for col in ("windows", "shots", "accuracy mean", "std", "draws"):
         table.add_column(col, justify="right")
     for b in result.accuracies:

@@ -51,11 +51,20 @@ class PCWEvalConfig(StrictConfig):
     method: Literal["greedy", "loglik"] = "greedy"
     """greedy: the reference's constrained greedy decoding over the label trie; loglik: the label with the
     highest total log-likelihood."""
+    variant: Literal["pcw", "pcw_rescaled", "nbce"] = "pcw"
+    """pcw: Parallel Context Windows; pcw_rescaled: PCW with the task's attention weights on the windows scaled
+    by 1/B, as if one window were present (the shared BOS unscaled); nbce: naive-Bayes context extension, one
+    prediction per window combined as (1 + nbce_beta) * pool_k log p_k - nbce_beta * log p_0 (see `variants.py`)."""
+    nbce_beta: float = Field(0.25, ge=0)
+    """NBCE's beta: the weight taken off the no-context prediction p_0 (the paper's code uses 0.25)."""
+    nbce_pooling: Literal["min_entropy", "mean"] = "min_entropy"
+    """NBCE's pooling over windows: the lowest-entropy window's log p_k (the paper's), or their mean."""
     add_bos: bool = True
     """Prepend the BOS token to each window where the tokenizer does not add it (as the reference's GPT-2 runs,
     and as the embedded corpus's documents are packed); no effect for tokenizers without a BOS token."""
     alignment: Literal["left", "right"] = "left"
-    """Window alignment: left (the reference's default) or right (its `right_indentation`)."""
+    """Window alignment: left (the reference's default) or right (its `right_indentation`); PCW variants only
+    (NBCE reads every window from position 0)."""
     batch_size: int = Field(16, ge=1)
     """Query rows per forward when classifying."""
     dtype: Literal["auto", "float32", "bfloat16", "float16", "float64"] = "float32"

@@ -21,6 +21,7 @@ from .config import PCWEvalConfig
 from .labels import encode_labels
 from .parallel_context import ParallelContextWindows
 from .shots import balance_windows, shots_per_window
+from .variants import build_variant
 from .tasks import (
     SHOT_SEPARATOR,
     ClassificationTask,
@@ -194,7 +195,8 @@ def run_pcw_eval(config: PCWEvalConfig) -> PCWEvalResult:
     if config.train_path is not None:
         build_tasks(config)  # bad files fail here, before the model loads
     model, tokenizer = load_causal_lm(config.model, config.dtype, config.attn_implementation, config.device)
-    pcw = ParallelContextWindows(model, tokenizer, alignment=config.alignment, add_bos=config.add_bos)
+    pcw = build_variant(config.variant, model, tokenizer, alignment=config.alignment, add_bos=config.add_bos,
+                        beta=config.nbce_beta, pooling=config.nbce_pooling)
     tasks = build_tasks(config, tokenizer)
     separator = config.separator if config.separator is not None else (
         episode_separator() if config.episodes else SHOT_SEPARATOR
@@ -239,6 +241,8 @@ def log_to_mlflow(config: PCWEvalConfig, result: PCWEvalResult) -> str:
     mlflow.set_experiment(config.experiment)
     data = "episodes" if config.episodes else Path(config.train_path).stem
     name = config.run_name or f"pcw-{Path(config.model).name}-{data}"
+    if config.run_name is None and config.variant != "pcw":
+        name += f"-{config.variant}"
     with mlflow.start_run(run_name=name, nested=mlflow.active_run() is not None) as run:
         params = {k: v for k, v in config.model_dump(mode="json").items() if v is not None}
         params["num_windows"] = ",".join(map(str, config.num_windows))

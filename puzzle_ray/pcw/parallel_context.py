@@ -10,6 +10,9 @@ Windows are encoded in one forward, padded to the longest, each row attending ca
 explicit 4-D mask) with explicit position ids; their caches are then merged into one context (one shared BOS).
 Queries run against their own cache built around the context's tensors, so a context serves any number of
 queries and never changes. See `layout.py` for the exact semantics.
+
+`context_scale="per_window"` rescales the task's attention over the windows as if one were present
+(`rescale.py`); `NaiveBayesContextWindows` (`nbce.py`) is the same API without shared attention.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from .context import EncodedContext
 from .labels import LabelTrie, encode_labels, stop_token_of
 from .layout import Alignment, plan_windows
 from .query import QueryBatch
+from .rescale import ContextScale, check_context_scale, context_bias
 
 Tokens = str | Sequence[int] | torch.Tensor
 ClassifyMethod = Literal["loglik", "greedy"]
@@ -47,6 +51,7 @@ class ParallelContextWindows:
         alignment: Alignment = "left",
         bos_token_id: int | None = None,
         add_bos: bool = False,
+        context_scale: ContextScale = "none",
     ):
         if alignment not in ("left", "right"):
             raise ValueError(f"alignment={alignment!r}: expected 'left' or 'right'")
@@ -61,6 +66,9 @@ class ParallelContextWindows:
         self.add_bos = add_bos
         """Text windows: prepend the BOS token where the tokenizer does not add it itself (the reference does so
         for GPT-2; models trained on BOS-prefixed documents want it). False: the tokenizer's own behaviour."""
+        self.context_scale: ContextScale = check_context_scale(context_scale)
+        """Task queries weigh each window key's exp(q . k) by c: "none" (c = 1, plain PCW), "per_window"
+        (c = 1/B: as if one window were present) or a positive c; the shared BOS keeps 1 (see `rescale.py`)."""
 
     # ----------------------------------------------------------------------------------------------- tokens
     def _ids(self, x: Tokens, what: str, special: bool) -> list[int]:
@@ -95,6 +103,19 @@ class ParallelContextWindows:
         for i, x in enumerate(ids):
             highest = context.max_window_len + len(x) - 1 + extra
             self.adapter.check_positions(highest, f"{what}[{i}] ({len(x)} tokens{note})")
+
+    # ----------------------------------------------------------------------------------------------- queries
+    def _rows_per_query(self, context: EncodedContext) -> int:
+        """Model rows each query takes (a variant may read one context through several rows)."""
+        return 1
+
+    def _row_queries(self, context: EncodedContext, batch: int) -> QueryBatch:
+        """`batch` queries' model rows (batch x rows_per_query) against the context, logits as the model gives."""
+        return QueryBatch(self.adapter, context, batch, context_bias=context_bias(self.context_scale, context, batch))
+
+    def _queries(self, context: EncodedContext, batch: int):
+        """`batch` queries against the context; `.extend(rows)` gives each query's next-token scores (B, T, V)."""
+        return self._row_queries(context, batch)
 
     # ----------------------------------------------------------------------------------------------- encode
     @torch.no_grad()
@@ -159,7 +180,7 @@ class ParallelContextWindows:
         if not ids:
             raise ValueError("tasks: expected at least one task")
         self._check_tasks(context, ids, "tasks")
-        out = QueryBatch(self.adapter, context, len(ids)).extend(ids)
+        out = self._queries(context, len(ids)).extend(ids)
         return [out[b, : len(x)] for b, x in enumerate(ids)]
 
     # ----------------------------------------------------------------------------------------------- generate
@@ -205,7 +226,7 @@ class ParallelContextWindows:
                 processors.append(TopPLogitsWarper(top_p))
         batch = len(ids)
         device = self.adapter.device
-        queries = QueryBatch(self.adapter, context, batch)
+        queries = self._queries(context, batch)
         logits = queries.extend(ids)
         scores = logits[torch.arange(batch, device=device), torch.tensor([len(x) - 1 for x in ids], device=device)]
         generated: list[list[int]] = [[] for _ in range(batch)]
@@ -289,20 +310,30 @@ class ParallelContextWindows:
         self._check_tasks(context, ids, "inputs", longest - 1, f" + the longest label, {longest}")
         return ids
 
-    @torch.no_grad()
     def _label_scores(self, context, ids, label_ids, batch_size) -> torch.Tensor:
+        return self._label_logliks(context, ids, label_ids, batch_size)[:, :, 0]
+
+    @torch.no_grad()
+    def _label_logliks(self, context, ids, label_ids, batch_size) -> torch.Tensor:
+        """(inputs, labels, rows_per_query) total log-likelihood of each label's tokens after each input, in each
+        model row of the query. All input x label pairs are batched, `batch_size` rows per forward, against the
+        one encoded context (never re-encoded)."""
+        per = self._rows_per_query(context)
         pairs = [(i, j) for i in range(len(ids)) for j in range(len(label_ids))]
-        scores = torch.empty(len(ids), len(label_ids), dtype=torch.float64)
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
+        scores = torch.empty(len(ids), len(label_ids), per, dtype=torch.float64)
+        step = max(1, batch_size // per)
+        for start in range(0, len(pairs), step):
+            chunk = pairs[start : start + step]
             # Feed input + label[:-1]; the logits at the input's last token onwards predict the label's tokens.
-            rows = [ids[i] + label_ids[j][:-1] for i, j in chunk]
-            logprobs = torch.log_softmax(QueryBatch(self.adapter, context, len(chunk)).extend(rows).double(), dim=-1)
-            for r, (i, j) in enumerate(chunk):
+            rows = [ids[i] + label_ids[j][:-1] for i, j in chunk for _ in range(per)]
+            logits = self._row_queries(context, len(chunk)).extend(rows)
+            logprobs = torch.log_softmax(logits.double(), dim=-1)
+            for p, (i, j) in enumerate(chunk):
                 first = len(ids[i]) - 1
                 targets = torch.tensor(label_ids[j], device=logprobs.device)
                 steps = torch.arange(first, first + len(targets), device=logprobs.device)
-                scores[i, j] = logprobs[r, steps, targets].sum().cpu()
+                rows_of = logprobs[p * per : (p + 1) * per]  # (per, T, V)
+                scores[i, j] = rows_of[:, steps, targets].sum(dim=1).cpu()
         return scores
 
     @torch.no_grad()
@@ -315,7 +346,7 @@ class ParallelContextWindows:
             if all(n.decided for n in nodes):
                 out.extend(n.label for n in nodes)
                 continue
-            queries = QueryBatch(self.adapter, context, len(chunk))
+            queries = self._queries(context, len(chunk))
             logits = queries.extend(chunk)
             scores = [logits[b, len(x) - 1] for b, x in enumerate(chunk)]
             while True:

@@ -3,6 +3,10 @@
 Every query row sees every context token (the shared BOS and all windows), then its own tokens causally.
 Rows are right-padded; padded keys are invalid for everyone, so rows of different lengths can grow
 independently (each generated token goes to the row's next position, after its padding in the cache).
+
+Variants narrow this per row: `context_keys` (B, K) limits which context tokens a row sees (naive-Bayes rows
+see one window each), `first_positions` (B,) where its tokens start, and `context_bias` (B, K) is added to its
+scores on the context keys (attention rescaling); a row's own tokens are never biased.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ from .context import EncodedContext
 
 
 class QueryBatch:
-    def __init__(self, adapter: ModelAdapter, context: EncodedContext, batch: int):
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        context: EncodedContext,
+        batch: int,
+        context_keys: torch.Tensor | None = None,
+        first_positions: torch.Tensor | None = None,
+        context_bias: torch.Tensor | None = None,
+    ):
         if batch < 1:
             raise ValueError("a query batch needs at least one row")
         self.adapter = adapter
@@ -25,9 +37,14 @@ class QueryBatch:
         self.cache = adapter.seeded_cache(context.keys, context.values, batch)
         device = adapter.device
         num_ctx = context.num_tokens
-        self.key_valid = torch.ones(batch, num_ctx, dtype=torch.bool, device=device)  # (B, K)
+        if context_keys is None:
+            context_keys = torch.ones(batch, num_ctx, dtype=torch.bool, device=device)
+        self.key_valid = context_keys.to(device)  # (B, K)
         self.key_pos = context.positions.to(device).unsqueeze(0).expand(batch, num_ctx)  # (B, K)
-        self.next_position = torch.full((batch,), self.first_position, dtype=torch.long, device=device)  # (B,)
+        if first_positions is None:
+            first_positions = torch.full((batch,), self.first_position, dtype=torch.long, device=device)
+        self.next_position = first_positions.to(device)  # (B,)
+        self.key_bias = None if context_bias is None else context_bias.to(device)  # (B, K) or None
 
     def extend(self, rows: Sequence[Sequence[int]], pad_token_id: int = 0) -> torch.Tensor:
         """Feed each row's tokens (rows may differ in length; an empty row feeds nothing). Returns logits
@@ -52,7 +69,10 @@ class QueryBatch:
         allowed = key_valid.unsqueeze(1).repeat(1, t, 1)  # (B, T, K + T)
         causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
         allowed[:, :, -t:] &= causal  # new tokens: causal among themselves; everything older is visible
-        logits = self.adapter.forward(ids, positions, allowed, key_pos, self.cache)
-        self.key_valid, self.key_pos = key_valid, key_pos
+        key_bias = None
+        if self.key_bias is not None:  # the row's own tokens are not biased
+            key_bias = torch.cat([self.key_bias, self.key_bias.new_zeros(self.batch, t)], dim=1)
+        logits = self.adapter.forward(ids, positions, allowed, key_pos, self.cache, bias=key_bias)
+        self.key_valid, self.key_pos, self.key_bias = key_valid, key_pos, key_bias
         self.next_position = self.next_position + lengths
         return logits
