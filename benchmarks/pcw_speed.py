@@ -33,6 +33,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from puzzle_ray.pcw import ParallelContextWindows
 from puzzle_ray.pcw.adapter import ModelAdapter
+from puzzle_ray.ui import quiet_third_party
 
 console = Console(width=160)
 METHODS = ("pcw", "seq", "long")
@@ -135,6 +136,7 @@ def main() -> None:
                    help="torch threads (default 1: with the cores shared, more threads mostly measure contention)")
     p.add_argument("--no-memory", action="store_true", help="skip the profiler memory measurements")
     args = p.parse_args()
+    quiet_third_party()  # no weight-loading bars of other libraries in the table's output
     torch.set_num_threads(args.threads)
     if args.model == "smollm2":
         model = load_smollm2(args.attn)
