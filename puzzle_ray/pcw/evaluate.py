@@ -77,7 +77,7 @@ def _count(tokenizer, text: str) -> int:
     return len(tokenizer.encode(text, add_special_tokens=False))
 
 
-def _measure(task: ClassificationTask, tokenizer, separator: str) -> _Measured:
+def measure_task(task: ClassificationTask, tokenizer, separator: str) -> _Measured:
     shots = tuple(task.format.demo(e.text, e.label) for e in task.pool)
     queries = tuple(separator + task.format.query(e.text) for e in task.tests)
     return _Measured(
@@ -101,7 +101,7 @@ def fitting_shots(measured: Sequence[_Measured], tokenizer, context_size: int, s
     return shots_per_window(lengths, sep, reserved, context_size)
 
 
-def _draw_windows(m: _Measured, windows: int, k: int, rng, pcw, context_size: int, separator: str) -> list[str]:
+def draw_windows(m: _Measured, windows: int, k: int, rng, pcw, context_size: int, separator: str) -> list[str]:
     """b windows of k shots that fit the context beside the longest query (redrawn if too long, as the reference)."""
     for _ in range(MAX_REDRAWS):
         picked = rng.choice(len(m.shots), size=windows * k, replace=False)
@@ -138,7 +138,7 @@ def evaluate_tasks(
     context_size = context_size or pcw.adapter.max_positions
     if context_size is None:
         raise ValueError("the model declares no position limit: set context_size")
-    measured = [_measure(t, tokenizer, separator) for t in tasks]
+    measured = [measure_task(t, tokenizer, separator) for t in tasks]
     if k is None:
         k = fitting_shots(measured, tokenizer, context_size, separator)
     if k < 1:
@@ -158,7 +158,7 @@ def evaluate_tasks(
             for _ in range(draws):
                 correct = total = 0
                 for m in measured:
-                    windows = _draw_windows(m, b, k, rng, pcw, context_size, separator)
+                    windows = draw_windows(m, b, k, rng, pcw, context_size, separator)
                     context = pcw.encode(windows)
                     predicted = pcw.classify(context, m.queries, m.task.labels, method=method, batch_size=batch_size)
                     correct += sum(p == e.label for p, e in zip(predicted, m.task.tests))
@@ -206,7 +206,7 @@ def run_pcw_eval(config: PCWEvalConfig) -> PCWEvalResult:
         # Size each episode's pool to what the largest number of windows needs: measure the shots that fit on
         # probe episodes, then build the episodes again (same seed) with that many demonstrations.
         if k is None:
-            measured = [_measure(t, tokenizer, separator) for t in tasks]
+            measured = [measure_task(t, tokenizer, separator) for t in tasks]
             k = fitting_shots(measured, tokenizer, config.context_size or pcw.adapter.max_positions, separator)
         if k >= 1:
             tasks = synthetic_episode_tasks(

@@ -16,9 +16,10 @@ window). An answer is scored by exact match of greedy generation or by log-likel
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from .tasks import jsonl_records
 
 FACT_LOOKUP = Path(__file__).resolve().parent.parent / "data" / "tasks" / "retrieval" / "fact_lookup.jsonl"
 """The shipped multi-document retrieval task (package data)."""
@@ -44,27 +45,10 @@ class RetrievalExample:
 
 def load_retrieval(path: str | Path = FACT_LOOKUP) -> list[RetrievalExample]:
     """The examples of a retrieval JSONL file; raises ValueError naming the file and line of a bad record."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such JSONL file")
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if line.strip():
-                out.append(_example(path, n, line))
-    if not out:
-        raise ValueError(f"{path}: no examples")
-    return out
+    return [_example(where, r) for where, r in jsonl_records(path)]
 
 
-def _example(path: Path, n: int, line: str) -> RetrievalExample:
-    where = f"{path}:{n}"
-    try:
-        r = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
-    if not isinstance(r, dict):
-        raise ValueError(f"{where}: expected a JSON object per line")
+def _example(where: str, r: dict) -> RetrievalExample:
     missing = [k for k in ("documents", "question", "answer", "answer_document") if k not in r]
     if missing:
         raise ValueError(f"{where}: missing field(s) {missing} (fields: {sorted(r)})")

@@ -81,8 +81,8 @@ class ClassificationTask:
             raise ValueError(f"task {self.name!r}: test labels {sorted(unknown)} are not among its labels")
 
 
-def load_jsonl(path: str | Path, text_field: str = "text", label_field: str = "label") -> list[Example]:
-    """Examples of a JSONL file; raises ValueError naming the file and line of a bad record."""
+def jsonl_records(path: str | Path) -> list[tuple[str, dict]]:
+    """(`file:line`, object) for every non-blank line of a JSONL file; raises naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such JSONL file")
@@ -97,15 +97,23 @@ def load_jsonl(path: str | Path, text_field: str = "text", label_field: str = "l
                 raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{path}:{n}: expected a JSON object per line")
-            for key in (text_field, label_field):
-                if key not in record or record[key] is None:
-                    raise ValueError(f"{path}:{n}: missing field {key!r} (fields: {sorted(record)})")
-            text, label = str(record[text_field]), str(record[label_field]).strip()
-            if not label:
-                raise ValueError(f"{path}:{n}: empty label")
-            out.append(Example(text, label))
+            out.append((f"{path}:{n}", record))
     if not out:
         raise ValueError(f"{path}: no examples")
+    return out
+
+
+def load_jsonl(path: str | Path, text_field: str = "text", label_field: str = "label") -> list[Example]:
+    """Examples of a JSONL file; raises ValueError naming the file and line of a bad record."""
+    out = []
+    for where, record in jsonl_records(path):
+        for key in (text_field, label_field):
+            if key not in record or record[key] is None:
+                raise ValueError(f"{where}: missing field {key!r} (fields: {sorted(record)})")
+        text, label = str(record[text_field]), str(record[label_field]).strip()
+        if not label:
+            raise ValueError(f"{where}: empty label")
+        out.append(Example(text, label))
     return out
 
 
