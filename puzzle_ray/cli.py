@@ -1,19 +1,28 @@
-"""The `puzzle-ray` command line. Each subcommand is a thin wrapper around a library function."""
+"""The `puzzle-ray` command line. Each subcommand is a thin wrapper around a library function.
+
+Start-up is kept cheap: this module and every package's `cli.py` import typer, pathlib and typing only (the
+packages' `__init__` resolve their names lazily, `puzzle_ray/_lazy.py`; `import puzzle_ray` defers the
+transformers registration until transformers is imported), and each command imports what it needs when it runs.
+So `puzzle-ray --help` and every subcommand's `--help` import neither torch nor transformers nor Ray (a test
+checks it). Other libraries' progress bars and notices are silenced when a command runs, not at start-up
+(`QuietCommand`), because that silencing imports them. Flags show no `<bool>` placeholder (`cli_options.Command`).
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
-from .ui import console, fail, quiet_third_party
+from .cli_options import Command, Group, Overwrite, QuietCommand, enable_quiet
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Puzzle NAS and Parallel Context Windows on Ray.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=Group,
+                  help="Puzzle NAS and Parallel Context Windows on Ray.")
 
 # Each package adds its own subcommands through `puzzle_ray.<package>.cli.register(app)`; a package that does
 # not exist yet (or has no commands) is skipped.
@@ -30,12 +39,17 @@ def inspect(
         Optional[Path], typer.Option(help="the parent's config.json, folder or .gguf, to compare against")
     ] = None,
     dtype: Annotated[str, typer.Option(help="KV-cache dtype for the byte counts")] = "bfloat16",
-    verify: Annotated[bool, typer.Option(help="also count parameters on the meta device")] = True,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="also build the model on the meta device and check that "
+                                                        "its parameter count equals the formula's (imports the "
+                                                        "model code: slower start)")
+    ] = False,
 ) -> None:
     """Per-layer architecture table, parameters and KV-cache bytes per token, without loading weights."""
-    from .arch.summary import count_params_on_meta, layer_table, totals_table
     from .arch.config import load_puzzle_config
     from .arch.stats import model_stats
+    from .arch.summary import layer_table, totals_table
+    from .ui import console, fail
 
     def load(path: Path):
         if path.suffix.lower() == ".gguf":  # the architecture from the GGUF metadata; nothing is dequantised
@@ -44,18 +58,35 @@ def inspect(
             return gguf_puzzle_config(path)
         return load_puzzle_config(path)
 
-    start = time.perf_counter()
     try:
         child = load(config)
         configs = {"parent": load(parent)} if parent else {}
         configs[config.stem if config.is_file() else config.name] = child
-        if verify and count_params_on_meta(child) != model_stats(child, dtype).num_params:
-            fail("parameter formula disagrees with the model class (please report this)")
+        if verify:
+            from .arch.summary import count_params_on_meta
+
+            if count_params_on_meta(child) != model_stats(child, dtype).num_params:
+                fail("parameter formula disagrees with the model class (please report this)")
         console.print(layer_table(child, dtype))
         console.print(totals_table(configs, dtype))
     except (OSError, ValueError) as e:
         fail(str(e))
-    console.print(f"[dim]inspected in {time.perf_counter() - start:.3f} s[/]")
+    wall, cpu = _since_start()
+    console.print(f"[dim]inspected in {wall:.2f} s ({cpu:.2f} s CPU) since the process started"
+                  + (", parameter count verified on the meta device" if verify else "") + "[/]")
+
+
+def _since_start() -> tuple[float, float]:
+    """(wall, CPU) seconds since this process started: interpreter and imports included, as `time` shows."""
+    import time
+
+    cpu = time.process_time()
+    try:
+        import psutil
+
+        return time.time() - psutil.Process().create_time(), cpu
+    except (ImportError, OSError):  # psutil is a dependency; without it, at least the CPU time is honest
+        return float("nan"), cpu
 
 
 @app.command()
@@ -64,7 +95,7 @@ def convert(
         Path, typer.Argument(help="a local Llama / Qwen2 / Qwen3 / Mistral Hugging Face model folder or .gguf file")
     ],
     out_dir: Annotated[Path, typer.Argument(help="where to write the nemotron-nas export")],
-    overwrite: bool = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write the parent, unchanged, in the nemotron-nas export layout (every block is the parent's own). A GGUF
     file is dequantised and the export checked against it (logits and greedy tokens)."""
@@ -72,6 +103,7 @@ def convert(
 
     from .arch.convert import convert_from_hf
     from .arch.export import export_pretrained
+    from .ui import console, fail
 
     if parent_dir.suffix.lower() == ".gguf":
         from .parent.gguf import export_gguf
@@ -104,6 +136,9 @@ def _register_packages() -> None:
                 continue
             raise
         module.register(app)
+    for info in app.registered_commands:  # every command but `inspect` (config arithmetic) runs libraries
+        if info.cls in (None, TyperCommand):  # typer's default: no command asked for a class of its own
+            info.cls = Command if info.callback is inspect else QuietCommand
 
 
 _register_packages()
@@ -111,7 +146,7 @@ _register_packages()
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    quiet_third_party()
+    enable_quiet()
     app()
 
 

@@ -37,16 +37,47 @@ def exclusive_lock(lock_file: str | Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (else set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_modes(folder: str | Path) -> None:
+    """Give `folder` and everything in it the modes `mkdir` and `open` would have given them (0755 / 0644 under
+    the usual umask; executables keep their execute bits): `tempfile` makes private ones (0700 / 0600), and a
+    staged folder that takes a published folder's place must be as readable as any other."""
+    mask = _umask()
+    dir_mode, file_mode = 0o777 & ~mask, 0o666 & ~mask
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(dir_mode)
+        elif path.is_file():
+            executable = path.stat().st_mode & 0o100
+            path.chmod(dir_mode if executable else file_mode)
+
+
 @contextmanager
 def staged_folder(out_dir: str | Path) -> Iterator[Path]:
     """Yield an empty sibling of local folder `out_dir` to fill. On success it takes `out_dir`'s place (a
     previous folder is moved aside first and removed after), on error it is removed: readers never see a
-    half-written folder, and a crash mid-write keeps the previous one."""
+    half-written folder, and a crash mid-write keeps the previous one. The folder and its files get normal modes
+    (see `normal_modes`), not the private ones of a temporary folder."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         yield tmp
+        normal_modes(tmp)
         old = out_dir.parent / f".old-{out_dir.name}-{uuid.uuid4().hex[:8]}"
         if out_dir.exists():
             os.replace(out_dir, old)

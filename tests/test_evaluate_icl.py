@@ -220,3 +220,28 @@ def test_the_run_summary_shows_completions_side_by_side():
     assert "The capital of France is" in text and "Paris [x]." in text and "Lyon." in text
     md = summary_markdown(cfg, status)
     assert "| The capital of France is |  Paris [x]. |  Lyon. |" in md and "icl:city_country@8" in md
+
+
+def test_episodes_and_completions_show_progress(tmp_path, monkeypatch):
+    from puzzle_ray import ui
+    from puzzle_ray.arch import PuzzleConfig, PuzzleForCausalLM
+
+    from .test_score import recording_progress
+
+    bars = recording_progress(monkeypatch, ui)
+    torch.manual_seed(0)
+    model = PuzzleForCausalLM(PuzzleConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                           num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
+                                           initializer_range=0.3)).eval()
+    export_pretrained(model, tmp_path / "parent", tokenizer=char_tokenizer(bos=False))
+    config = EvalConfig(batch_size=4, max_batches=1, measure_speed=False, episode_demos=[0, 2], episode_count=3,
+                        episode_classes=2, icl_tasks=[], completion_prompts=["a", "b"], completion_tokens=2)
+    data = TensorBatchSource(torch.randint(3, 98, (4, 16), generator=torch.Generator().manual_seed(0)))
+    report = evaluate(tmp_path / "parent", tmp_path / "parent", data, Scenario(batch_sizes=[1], prefill_len=8,
+                      decode_len=2, dtype="fp32"), config)
+    tasks = {t.description: t for bar in bars for t in bar.tasks}
+    episodes, prompts = tasks["in-context episodes"], tasks["greedy completions"]
+    assert episodes.total == episodes.completed == 2 * 3  # the parent against itself is scored once
+    assert prompts.total == prompts.completed == 2 and len(report.completions) == 2
+    assert [r.metric for r in report.rows if r.metric.startswith("episode")] == ["episode_accuracy@0",
+                                                                                 "episode_accuracy@2"]

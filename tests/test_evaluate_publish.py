@@ -3,10 +3,12 @@ and `mlflow.transformers.load_model` in a fresh process (no remote code) gives a
 text as the original."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,12 +89,19 @@ def test_publish_registers_an_alias_with_the_report_and_the_model_round_trips(ch
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias(name, "candidate")
     assert str(version.version) == published.version
-    assert version.tags["eval.kl_from_parent"] == "0" and version.tags["eval.kl_from_parent.retention"] == "1"
+    assert version.tags["eval.kl_from_parent"] == "0"
+    # KL from the parent has no retention (evaluate/retention.py: the parent's own KL is 0 by definition).
+    assert "eval.kl_from_parent.retention" not in version.tags
+    assert version.tags["eval.top1_accuracy.retention"] == "1"
     assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} == {"eval/eval_report.json",
                                                                                  "eval/eval_report.md"}
     requirements = (tmp_path / "req.txt")
     requirements.write_text(open(mlflow.artifacts.download_artifacts(f"{published.model_uri}/requirements.txt")).read())
-    assert "torchvision" not in requirements.read_text() and "puzzle-ray==" in requirements.read_text()
+    # No pin of puzzle-ray (no index has it): the model carries its code instead; the pins that install stay.
+    assert "torchvision" not in requirements.read_text() and "puzzle-ray" not in requirements.read_text()
+    assert "torch==" in requirements.read_text() and "transformers==" in requirements.read_text()
+    assert "puzzle_ray_pyfunc.py" in {a.path.rsplit("/", 1)[-1] for a in
+                                      mlflow.artifacts.list_artifacts(f"{published.model_uri}/code")}
 
     script = [sys.executable, "-c", textwrap.dedent(LOAD_SCRIPT), mlflow_uri, published.model_uri, PROMPT]
     result = subprocess.run(script, capture_output=True, text=True, timeout=300)
@@ -104,6 +113,71 @@ def test_publish_registers_an_alias_with_the_report_and_the_model_round_trips(ch
     # The pipeline glues the prompt and the continuation without the word-level decoder's spaces.
     assert loaded["text"].replace(" ", "") == expected.replace(" ", "")
 
+
+IMPORTS_SCRIPT = """
+import json, sys
+before = set(sys.modules)
+import puzzle_ray
+getattr(puzzle_ray, "register_auto_classes", lambda: None)()
+from transformers import AutoModelForCausalLM, AutoTokenizer
+AutoModelForCausalLM.from_pretrained(sys.argv[1]).generate(
+    **AutoTokenizer.from_pretrained(sys.argv[1])("the cat", return_tensors="pt"), max_new_tokens=2)
+print(json.dumps(sorted({m.partition(".")[0] for m in set(sys.modules) - before})))
+"""
+
+
+def _canonical(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _with_dependencies(names: set[str]) -> set[str]:
+    """`names` and everything they require (installed here, extras left out), canonical names."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    todo, seen = [_canonical(n) for n in names], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for line in requires:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(_canonical(req.name))
+    return seen
+
+
+def test_serving_requirements_cover_what_loading_a_child_imports(child_dir):
+    """requirements.txt must build an environment where the logged code loads the model: every distribution
+    that importing puzzle_ray and loading a child imports is pinned or comes with a pinned one (or mlflow)."""
+    import importlib.metadata
+
+    from puzzle_ray.evaluate import pip_requirements
+    from puzzle_ray.evaluate.publish import code_paths
+
+    reqs = pip_requirements()
+    assert reqs and not any(_canonical(r).startswith("puzzle-ray") for r in reqs)
+    assert {r.split("==")[0] for r in reqs} >= {"torch", "transformers"} and all("==" in r for r in reqs)
+    out = subprocess.run([sys.executable, "-c", IMPORTS_SCRIPT, str(child_dir)], capture_output=True, text=True,
+                         check=True, timeout=300)
+    modules = json.loads(out.stdout.strip().splitlines()[-1])
+    by_module = importlib.metadata.packages_distributions()
+    covered = _with_dependencies({r.split("==")[0] for r in reqs} | {"mlflow"})
+    # A module is covered when one of the distributions that ship it is (`google` is a namespace several share).
+    # torch.utils.data imports dill only when it is installed (`torch.utils._import_utils.dill_available`).
+    optional = {"dill"}
+    missing = {m for m in modules if by_module.get(m) and not {_canonical(d) for d in by_module[m]} & covered}
+    assert len(modules) > 10 and not missing - optional - {"puzzle_ray"}, missing
+    package, loader = map(Path, code_paths())
+    assert (package / "__init__.py").is_file() and package.name == "puzzle_ray" and loader.is_file()
 
 def test_publishing_refuses_folders_it_cannot_serve(child_dir, tmp_path):
     import shutil
@@ -120,3 +194,113 @@ def test_publishing_refuses_folders_it_cannot_serve(child_dir, tmp_path):
         publish(export_pretrained_llama, "x")
     with pytest.raises(PublishError, match="missing: not a model folder"):
         publish(tmp_path / "missing", "x")
+
+
+PYFUNC_SCRIPT = """
+import importlib.abc, importlib.machinery, importlib.util, json, os, sys
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+class OnlyTheModelsCode(importlib.abc.MetaPathFinder):
+    # puzzle_ray (and the model's loader) may come from the model's own code/ folder only, not from this
+    # environment's installation, however it was installed (editable finders included).
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] not in ("puzzle_ray", "puzzle_ray_pyfunc"):
+            return None
+        if "." in name:
+            return importlib.machinery.PathFinder.find_spec(name, path)
+        code = [p for p in sys.path if os.path.basename(p.rstrip(os.sep)) == "code"]
+        spec = importlib.machinery.PathFinder.find_spec(name, code) if code else None
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named {name!r} outside the model's code", name=name)
+        return spec
+
+
+sys.meta_path.insert(0, OnlyTheModelsCode())
+try:
+    importlib.util.find_spec("puzzle_ray")
+    raise SystemExit("puzzle_ray is importable before the model is loaded")
+except ModuleNotFoundError:
+    pass
+import mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+out = model.predict([sys.argv[3]], params={"max_new_tokens": 6, "min_new_tokens": 6})
+import puzzle_ray
+print(json.dumps({"text": out[0], "puzzle_ray": puzzle_ray.__file__, "params": sorted(
+    p.name for p in model.metadata.get_params_schema().params)}))
+"""
+
+
+@pytest.mark.integration
+def test_published_version_describes_itself_and_serves_from_its_own_code(child_dir, mlflow_uri, tmp_path):
+    """The version's source is the workflow's parent run; it has a description, speed-up tags, an input example,
+    generation params, our license file, and its pyfunc loads where puzzle_ray is not installed."""
+    import shutil
+
+    import mlflow
+    import yaml
+
+    from puzzle_ray.arch.card import CardFacts, ParentInfo, child_card, write_card
+    from puzzle_ray.arch.config import load_puzzle_config
+    from puzzle_ray.evaluate.report import Row
+
+    folder = tmp_path / "child"
+    shutil.copytree(child_dir, folder)
+    facts = CardFacts(ParentInfo("TinyParent", "org/tiny-parent", "apache-2.0"),
+                      search={"objective": "metrics.kl_div", "constraints": ["stats.decode_ms<=0.6*parent"]})
+    write_card(folder, child_card(load_puzzle_config(folder), facts))
+    data = TensorBatchSource(torch.randint(0, 12, (4, 8), generator=torch.Generator().manual_seed(0)))
+    report = evaluate(folder, folder, data, Scenario(batch_sizes=[1], prefill_len=4, decode_len=2, dtype="fp32"),
+                      EvalConfig(batch_size=2, measure_speed=False, episode_count=10, episode_demos=[0]))
+    # Speed rows as the evaluate stage writes them when it measures (measuring a tiny model here would be noise).
+    report.rows += [Row("speed", "decode_tokens_per_s@1", "higher", 100.0, 130.0),
+                    Row("speed", "decode_tokens_per_s@8", "higher", 400.0, 600.0),
+                    Row("speed", "prefill_ms@8", "time", 50.0, 40.0)]
+
+    client = mlflow.MlflowClient()
+    name = f"tiny-described-{time.time_ns()}"
+    exp = mlflow.create_experiment(name, artifact_location=(tmp_path / "mlruns").as_uri())
+    workflow_run = client.create_run(exp, run_name="workflow").info.run_id
+    stage_run = client.create_run(exp, run_name="publish", tags={"mlflow.parentRunId": workflow_run}).info.run_id
+    published = publish(folder, name, report=report, run_id=stage_run, source_run_id=workflow_run)
+
+    version = client.get_model_version(name, published.version)
+    assert version.run_id == workflow_run == published.run_id  # the run reviewers open, not the stage's
+    assert version.tags["eval.decode_speedup"] == "1.5" and version.tags["eval.decode_speedup_at_1"] == "1.3"
+    assert version.tags["eval.prefill_speedup"] == "1.25" and version.tags["puzzle_ray.parent"] == "TinyParent"
+    assert version.tags["license"] == "apache-2.0"
+    assert version.description.startswith("Puzzle child of TinyParent (org/tiny-parent), made by puzzle-ray: "
+                                          "1.50x decode throughput (batch 8), 1.25x prefill; 100% of the parent's")
+    assert "mlflow.pyfunc.load_model" in version.description
+    logged = client.get_logged_model(published.model_id)
+    assert logged.source_run_id == workflow_run
+    linked = {m.key for m in logged.metrics or []}
+    assert {"eval/quality/lm_loss/child", "eval/speed/decode_tokens_per_s_at_8/retention"} <= linked
+    assert {a.path for a in client.list_artifacts(stage_run, "eval")} == {"eval/eval_report.json",
+                                                                          "eval/eval_report.md"}
+
+    files = Path(mlflow.artifacts.download_artifacts(published.model_uri, dst_path=str(tmp_path / "artifacts")))
+    mlmodel = yaml.safe_load((files / "MLmodel").read_text())
+    assert mlmodel["flavors"]["python_function"]["loader_module"] == "puzzle_ray_pyfunc"
+    assert mlmodel["saved_input_example_info"] and "max_new_tokens" in mlmodel["signature"]["params"]
+    assert (files / "code" / "puzzle_ray" / "__init__.py").is_file()
+    assert (files / "code" / "puzzle_ray_pyfunc.py").is_file()
+    assert "puzzle-ray" not in (files / "requirements.txt").read_text()
+    licence = (files / "LICENSE.txt").read_text()
+    assert "apache-2.0" in licence and "org/tiny-parent" in licence and "huggingface.co" not in licence
+    card = (files / "model_card.md").read_text()
+    assert card.lstrip().startswith(f"# {name}: a Puzzle child of TinyParent\n")
+    assert "| speed | decode_tokens_per_s@8 | 400 | 600 |" in card and "`stats.decode_ms<=0.6*parent`" in card
+    assert yaml.safe_load((files / "model_card_data.yaml").read_text())["base_model"] == "org/tiny-parent"
+    assert (folder / "README.md").read_text().lstrip().startswith("---")  # the folder's card has the table too
+    assert "| speed | decode_tokens_per_s@8 | 400 | 600 |" in (folder / "README.md").read_text()
+
+    script = [sys.executable, "-c", textwrap.dedent(PYFUNC_SCRIPT), mlflow_uri, published.model_uri, PROMPT]
+    result = subprocess.run(script, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert f"{os.sep}code{os.sep}puzzle_ray{os.sep}" in loaded["puzzle_ray"]  # the model's own copy
+    assert len(loaded["text"].replace(" ", "")) > len(PROMPT.replace(" ", ""))
+    assert loaded["text"].replace(" ", "") == _greedy(folder).replace(" ", "")  # the same greedy text
+    assert {"max_new_tokens", "do_sample", "temperature"} <= set(loaded["params"])

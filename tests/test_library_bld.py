@@ -158,3 +158,25 @@ def test_realize_cli_assembles_the_chosen_child(one_actor, tmp_path):
                           "--solution", str(tmp_path / "solution.json"), "--rank", "3", str(tmp_path / "c2")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "holds 1 solution" in bad.stderr
+
+
+def test_every_phase_shows_progress_in_its_unit(ray_cluster, parent_dir, tmp_path, monkeypatch):
+    import puzzle_ray.library.build as build_module
+
+    from .test_score import recording_progress
+
+    bars = recording_progress(monkeypatch, build_module)
+    bld = BLDConfig(num_actors=2, **{**BLD, "token_budget": 4 * 32 * 4})
+    build_library(parent_dir, SPACE, bld, random_data(), ArtifactStore(tmp_path))
+    (bar,) = bars
+    rows = {t.description.split(" (layers")[0]: t for t in bar.tasks}
+    assert list(rows) == ["BLD: starting actors", "BLD: calibration", "BLD: initialisation", "BLD: evaluation (init)",
+                          "BLD (2 actors)", "BLD: evaluation (final)", "BLD: saving weights"]
+    expected = {"BLD: starting actors": (2, "actors"), "BLD: calibration": (2, "batch"),
+                "BLD: initialisation": (4, "layers"), "BLD: evaluation (init)": (2, "batch"),
+                "BLD (2 actors)": (4 * 32 * 4, "tok"), "BLD: evaluation (final)": (2, "batch"),
+                "BLD: saving weights": (2, "actors")}
+    for name, (total, unit) in expected.items():
+        row = rows[name]
+        assert (row.total, row.completed, row.fields["unit"]) == (total, total, unit), name
+    assert sum(1 for d, _ in bar.advances if d == "BLD: initialisation") == 4  # layer by layer

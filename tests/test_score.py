@@ -97,3 +97,39 @@ def test_more_actors_give_the_same_scores(scored):
 def test_unknown_metric_is_rejected():
     with pytest.raises(ValueError, match="unknown metric 'bleu'"):
         ScoreConfig(metrics=["kl_div", "bleu"])
+
+
+def recording_progress(monkeypatch, module):
+    """Progress bars `module` makes, each with the (task description, amount) of every advance."""
+    bars, original = [], module.progress
+
+    def make(*args, **kwargs):
+        bar = original(*args, **kwargs)
+        bar.advances = []
+        advance = bar.advance
+        bar.advance = lambda task, amount=1: (bar.advances.append((bar._tasks[task].description, amount)),
+                                              advance(task, amount))
+        bars.append(bar)
+        return bar
+
+    monkeypatch.setattr(module, "progress", make)
+    return bars
+
+
+def test_scoring_shows_actors_starting_then_variants_per_layer_and_batch(scored, monkeypatch):
+    import puzzle_ray.score.score as score_module
+
+    _, store, library, val, lib = scored
+    bars = recording_progress(monkeypatch, score_module)
+    again = score_library(library, val, ScoreConfig(num_actors=2, metrics=["kl_div"]), store)
+    (bar,) = bars
+    tasks = {t.description: t for t in bar.tasks}
+    entries = sum(not v.is_parent for layer in library.layers for v in layer.values())
+    starting, scoring = tasks["starting scoring actors"], tasks["replace-1-block scoring"]
+    assert starting.total == starting.completed == 2 and starting.fields["unit"] == "actors"
+    assert scoring.total == entries and scoring.completed == pytest.approx(entries) and scoring.finished
+    steps = [a for d, a in bar.advances if d == "replace-1-block scoring"]
+    assert len(steps) == library.num_layers * len(val)  # one step per (layer, batch) as its result returns
+    for a, b in zip(lib.layers, again.layers):  # scoring batch by batch gives the same sums
+        for name in a:
+            assert b[name].metrics["kl_div"] == pytest.approx(a[name].metrics["kl_div"], rel=1e-6, abs=1e-9)

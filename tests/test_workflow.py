@@ -97,6 +97,42 @@ def test_mlflow_holds_parent_run_nested_stage_runs_and_registered_model(micro_ru
     assert version.run_id
 
 
+def test_the_workflow_run_a_reviewer_opens_carries_the_result(micro_run, mlflow_uri):
+    """The parent run shows the result itself: config as params, headline metrics, the summary as description,
+    a link to the registered model; stage runs log durations; the evaluation has two comparable runs."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_uri)
+    exp = client.get_experiment_by_name("micro")
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"  # not opened as a GenAI experiment
+    runs = client.search_runs([exp.experiment_id], max_results=500)
+    run = min((r for r in runs if "mlflow.parentRunId" not in r.data.tags), key=lambda r: r.info.start_time)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["bld.token_budget"] == "2048" and params["distill.engine"] == "ddp"
+    assert json.loads(params["search.constraints"]) == ["stats.num_params<=0.75*parent"]
+    assert 0 < metrics["params_fraction"] <= 0.75 + 1e-9 and metrics["kv_fraction"] > 0
+    assert metrics["decode_speedup_at_2"] > 0 and metrics["prefill_speedup_at_2"] > 0
+    assert metrics["kl_from_parent"] > 0 and 0 < metrics["top1_accuracy_retention"]
+    assert not any(k.startswith("kl_from_parent_") for k in metrics)  # no "retention" of a divergence
+    description = tags["mlflow.note.content"]
+    assert description.startswith("# micro: Puzzle child vs parent") and "decode throughput at batch 2" in description
+    version = client.get_model_version_by_alias("micro-child", "candidate")
+    assert tags["puzzle_ray.registered_model"] == "models:/micro-child@candidate"
+    assert tags["puzzle_ray.registered_version"] == str(version.version)
+    assert version.run_id == run.info.run_id  # the registered version's source is the workflow run
+    stages = {r.data.tags["puzzle_ray.stage"]: r for r in runs
+              if r.data.tags.get("mlflow.parentRunId") == run.info.run_id}
+    assert all(r.data.metrics["stage_seconds"] > 0 for r in stages.values()), {
+        n: sorted(r.data.metrics) for n, r in stages.items() if "stage_seconds" not in r.data.metrics}
+    assert stages["library"].data.metrics["entries"] > 0 and "objective" in stages["solve"].data.metrics
+    assert stages["parent"].data.metrics["train_tokens"] > 0
+    roles = {r.data.tags["puzzle_ray.eval_role"]: r for r in runs
+             if r.data.tags.get("mlflow.parentRunId") == stages["evaluate"].info.run_id}
+    assert set(roles) == {"parent", "child"}
+    assert set(roles["parent"].data.metrics) == set(roles["child"].data.metrics) >= {"lm_loss", "kl_from_parent"}
+    assert roles["parent"].data.metrics["kl_from_parent"] == 0 < roles["child"].data.metrics["kl_from_parent"]
+
+
 def test_unknown_key_is_rejected_naming_it(tmp_path):
     path = micro_config(tmp_path, bld={"tokn_budget": 5})
     with pytest.raises(ConfigError, match=r"bld\.tokn_budget: Extra inputs are not permitted"):

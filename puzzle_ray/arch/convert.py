@@ -73,6 +73,7 @@ def convert_from_hf(parent: PreTrainedModel | str | Path, dtype: torch.dtype | N
         return parent
     config = puzzle_config_from_hf(parent.config)
     config._attn_implementation = parent.config._attn_implementation
+    config._name_or_path = parent.config._name_or_path  # where it came from (the export's model card reads it)
     child = model_from_state(config, parent.state_dict(), f"the weights of {type(parent).__name__}")
     child.generation_config = parent.generation_config
     return child.to(device=parent.device, dtype=parent.dtype)

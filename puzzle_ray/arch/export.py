@@ -3,8 +3,9 @@
 `config.json` carries `architectures: ["DeciLMForCausalLM"]`, `model_type: "nemotron-nas"` and one
 `block_configs` entry per layer; `ffn_mult` is written so that the engines' rounding gives back the same
 width, and the exact `intermediate_size` is written beside it for our own loader. Weights are safetensors
-(sharded for large models) with the DeciLM names. The directory appears atomically: a failed export leaves
-nothing behind.
+(sharded for large models) with the DeciLM names. `README.md` is the model card (`arch/card.py`): the one the
+caller gives (a Puzzle child's), else one that says where the model comes from and how to load it. The directory
+appears atomically, with normal file modes: a failed export leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -89,10 +90,16 @@ def export_pretrained(
     tokenizer=None,
     max_shard_size: str | int = "5GB",
     overwrite: bool = False,
+    card=None,
 ) -> list[str]:
-    """Write `model` (a `PuzzleForCausalLM`) to `out_dir`; returns the engine warnings it also logged."""
+    """Write `model` (a `PuzzleForCausalLM`) to `out_dir`; returns the engine warnings it also logged.
+
+    `card` (a huggingface_hub `ModelCard`, e.g. `arch.card.child_card(...)`) becomes `README.md`; without one
+    the folder gets `arch.card.export_card`'s (origin, how to load, layers)."""
+    from .card import CARD_FILE, export_card
     from .convert import convert_from_hf
 
+    source = getattr(model.config, "_name_or_path", None) or None  # the folder a converted parent came from
     model = convert_from_hf(model)  # a plain Llama/Qwen2/Mistral parent is exported as its own child
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -107,4 +114,6 @@ def export_pretrained(
         (tmp / "config.json").write_text(config_json + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        card = card if card is not None else export_card(model.config, source)
+        (tmp / CARD_FILE).write_text(str(card), encoding="utf-8")
     return warnings

@@ -6,12 +6,13 @@ import torch
 from rich.table import Table
 
 from .config import PuzzleConfig
-from .modeling import PuzzleForCausalLM
 from .stats import attention_params, ffn_params, kv_bytes_per_token, model_stats
 
 
 def count_params_on_meta(config: PuzzleConfig) -> int:
     """Parameters of the real model class, instantiated on the meta device (no memory is allocated)."""
+    from .modeling import PuzzleForCausalLM  # here: the tables need no model code (`puzzle-ray inspect` starts faster)
+
     with torch.device("meta"):
         model = PuzzleForCausalLM(config)
     return sum(p.numel() for p in model.parameters())

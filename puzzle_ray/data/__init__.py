@@ -9,21 +9,27 @@ Every stage and every Ray worker reads the same tokens: `TokenData` / `TokenSpli
 path and memory-map the shards where they are opened.
 """
 
-from .cache import TokenPlan, build_tokens, plan_tokens, prepare_tokens
-from .config import (
-    DataConfig,
-    EmbeddedSource,
-    HFDiskSource,
-    JsonlSource,
-    ParquetSource,
-    PythonDocsSource,
-    Source,
-    TextSource,
-    default_cache_dir,
-)
-from .errors import DataError
-from .split import TokenData, TokenSplit, open_token_cache
-from .tokenizer import load_tokenizer, tokenizer_fingerprint
+from .._lazy import lazy_package
+
+# name -> submodule, imported on first use (`puzzle_ray/_lazy.py`): importing one light module of this
+# package (its cli.py, its config.py) does not import the heavy ones.
+lazy_package(__name__, {
+    ".cache": ["TokenPlan", "build_tokens", "plan_tokens", "prepare_tokens"],
+    ".config": [
+        "DataConfig",
+        "EmbeddedSource",
+        "HFDiskSource",
+        "JsonlSource",
+        "ParquetSource",
+        "PythonDocsSource",
+        "Source",
+        "TextSource",
+        "default_cache_dir",
+    ],
+    ".errors": ["DataError"],
+    ".split": ["TokenData", "TokenSplit", "open_token_cache"],
+    ".tokenizer": ["load_tokenizer", "tokenizer_fingerprint"],
+})
 
 __all__ = [
     "DataConfig",

@@ -7,11 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..configs import read_yaml_mapping, validation_problems
+from ..cli_options import CacheDir
 
 
 def load_yaml_section(path: Path, section: str) -> dict:
     """The mapping in a YAML file, or its `section` entry when the file is a whole workflow config."""
+    from ..configs import read_yaml_mapping
+
     fields = read_yaml_mapping(path)
     if section in fields and isinstance(fields[section], dict):
         fields = fields[section]
@@ -23,7 +25,7 @@ def register(app: typer.Typer) -> None:
     def tokenize(
         config: Annotated[Path, typer.Argument(help="YAML of DataConfig fields, or a workflow YAML with `data:`")],
         tokenizer: Annotated[Optional[Path], typer.Option(help="tokenizer folder (overrides the config's)")] = None,
-        cache_dir: Annotated[Optional[Path], typer.Option(help="cache root (overrides the config's)")] = None,
+        cache_dir: CacheDir = None,
     ) -> None:
         """Tokenise the sources into the content-addressed token cache (once) and print its splits."""
         import time
@@ -31,6 +33,7 @@ def register(app: typer.Typer) -> None:
         from pydantic import ValidationError
         from rich.table import Table
 
+        from ..configs import validation_problems
         from ..ui import console, fail
         from .cache import plan_tokens, prepare_tokens
         from .config import DataConfig

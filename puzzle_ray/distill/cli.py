@@ -7,14 +7,22 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..configs import read_yaml_mapping, validation_problems
-from ..ui import console, fail
-
-TokensOpt = Annotated[Path, typer.Option("--tokens", help="(N, T) token ids: .npy, .safetensors or .pt")]
+from ..cli_options import (
+    Mlflow,
+    TokenBudget,
+    TokensFile,
+    TrackingUri,
+    config_option,
+    experiment_option,
+    store_option,
+    use_tracking_uri,
+)
 
 
 def read_mapping(path: Path | None) -> dict[str, Any]:
     """A YAML/JSON file holding one mapping ({} without a file)."""
+    from ..configs import read_yaml_mapping
+
     return {} if path is None else read_yaml_mapping(path)
 
 
@@ -27,22 +35,26 @@ def load_config_file(path: Path | None, section: str) -> dict[str, Any]:
 def distill_command(
     parent: Annotated[Path, typer.Argument(help="the parent (teacher) model folder")],
     child: Annotated[Path, typer.Argument(help="the child (student) model folder, e.g. from `realize`")],
-    tokens: TokensOpt,
+    tokens: TokensFile,
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML/JSON of DistillConfig fields (or a `distill:` section)")
+        Optional[Path], config_option("YAML/JSON of DistillConfig fields (or a `distill:` section)")
     ] = None,
     engine: Annotated[Optional[str], typer.Option(help="ddp or deepspeed")] = None,
     zero_stage: Annotated[Optional[int], typer.Option(help="DeepSpeed ZeRO stage 0-3")] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="Ray Train workers")] = None,
     use_gpu: Annotated[Optional[bool], typer.Option("--gpu/--cpu", help="one GPU per worker, or CPU workers")] = None,
-    token_budget: Annotated[Optional[int], typer.Option(help="training tokens over all workers")] = None,
+    token_budget: TokenBudget = None,
     lr: Annotated[Optional[float], typer.Option(help="peak learning rate")] = None,
-    store: Annotated[str, typer.Option(help="artifact store (folder or fsspec URL)")] = "artifacts",
-    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "puzzle-ray",
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log to MLflow (MLFLOW_TRACKING_URI)")] = True,
+    store: Annotated[str, store_option()] = "artifacts",
+    mlflow: Mlflow = True,
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[str, experiment_option(None)] = "puzzle-ray",
 ) -> None:
     """Distil CHILD from PARENT (cosine of hidden states + KL of next-token distributions) and export it."""
     from pydantic import ValidationError
+
+    from ..configs import validation_problems
+    from ..ui import console, fail
 
     from ..store import ArtifactStore
     from .batch_source import TensorBatchSource
@@ -60,6 +72,8 @@ def distill_command(
         parent_cfg, _ = check_pair(parent, child)  # fail before Ray or MLflow start
         step_budget(cfg, data, parent_cfg.vocab_size)
         artifacts = ArtifactStore(store)
+        if mlflow:
+            use_tracking_uri(tracking_uri)  # before Ray starts: its workers log to the same place
         connect()
         run_id = None
         if mlflow:

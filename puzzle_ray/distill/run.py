@@ -177,7 +177,8 @@ def distill(
         state = _read_state(Path(folder))
         if state["step"] != steps.total_steps:
             raise RuntimeError(f"GKD stopped at step {state['step']} of {steps.total_steps}")
-        out = _export(Path(folder) / FINAL_WEIGHTS, child_dir, tokenizer_dir or _tokenizer_dir(child_dir, parent_dir))
+        out = _export(Path(folder) / FINAL_WEIGHTS, child_dir, tokenizer_dir or _tokenizer_dir(child_dir, parent_dir),
+                      _card_facts(parent_dir, child_dir, config, steps))
     model_key = f"{key}/model"
     store.put_dir(out, model_key)
     store.write_json(f"{key}/complete.json", {"time": time.time(), **state, "wall_s": wall, "plan": steps.__dict__})
@@ -222,8 +223,18 @@ def _tokenizer_dir(*candidates: Path) -> Path | None:
     return None
 
 
-def _export(weights_file: Path, child_dir: Path, tokenizer_dir: Path | None) -> Path:
-    """The child's architecture with the distilled weights, written in the nemotron-nas layout."""
+def _card_facts(parent_dir: Path, child_dir: Path, config: DistillConfig, steps: StepBudget):
+    """The distilled child's model-card facts: the undistilled child's (its card), plus how GKD ran."""
+    from ..arch.card import CardFacts, card_facts, distill_facts, parent_info
+
+    facts = card_facts(child_dir) or CardFacts(parent=parent_info(parent_dir))
+    facts.distill = distill_facts(config, tokens=steps.tokens, steps=steps.total_steps)
+    return facts
+
+
+def _export(weights_file: Path, child_dir: Path, tokenizer_dir: Path | None, facts=None) -> Path:
+    """The child's architecture with the distilled weights, written in the nemotron-nas layout (with the model
+    card of `facts`, an `arch.card.CardFacts`, when given)."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
@@ -246,7 +257,12 @@ def _export(weights_file: Path, child_dir: Path, tokenizer_dir: Path | None) -> 
     model = model.to(dtype).eval()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False) if tokenizer_dir else None
     out = Path(tempfile.mkdtemp(prefix="gkd-export-")) / "model"
-    export_pretrained(model, out, tokenizer=tokenizer)
+    card = None
+    if facts is not None:
+        from ..arch.card import child_card
+
+        card = child_card(config, facts)
+    export_pretrained(model, out, tokenizer=tokenizer, card=card)
     return out
 
 

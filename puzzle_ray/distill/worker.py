@@ -108,6 +108,9 @@ def _save_checkpoint(engine, rank: int, state: dict, metrics: dict, final: bool)
 
 def gkd_worker(args: WorkerArgs) -> None:
     """`train_loop_per_worker` of the GKD `TorchTrainer`."""
+    from ..ui import quiet_third_party
+
+    quiet_third_party()  # before DeepSpeed and the models load (a cluster's job env may lack the variables)
     import ray.train
     import ray.train.torch
 

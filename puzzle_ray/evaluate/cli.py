@@ -7,7 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..ui import console, fail
+from ..cli_options import (
+    BatchSizes,
+    DecodeLen,
+    Mlflow,
+    PrefillLen,
+    ScenarioDtype,
+    TrackingUri,
+    batch_sizes as parse_batch_sizes,
+    config_option,
+    experiment_option,
+    out_option,
+    use_tracking_uri,
+)
 
 
 def evaluate_command(
@@ -15,23 +27,26 @@ def evaluate_command(
     child: Annotated[Path, typer.Argument(help="the child model folder (e.g. the output of `distill`)")],
     tokens: Annotated[Path, typer.Option("--tokens", help="held-out (N, T) token ids: .npy, .safetensors or .pt")],
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML/JSON with `evaluate:` and `scenario:` sections")
+        Optional[Path], config_option("YAML/JSON with `evaluate:` and `scenario:` sections")
     ] = None,
-    batch_sizes: Annotated[Optional[str], typer.Option(help="scenario batch sizes, comma-separated")] = None,
-    prefill_len: Annotated[Optional[int], typer.Option(help="scenario prompt tokens")] = None,
-    decode_len: Annotated[Optional[int], typer.Option(help="scenario generated tokens")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="scenario dtype: fp32, bf16 or fp16")] = None,
+    batch_sizes: BatchSizes = None,
+    prefill_len: PrefillLen = None,
+    decode_len: DecodeLen = None,
+    dtype: ScenarioDtype = None,
     speed: Annotated[bool, typer.Option("--speed/--no-speed", help="time prefill and decode end-to-end")] = True,
-    out: Annotated[Path, typer.Option(help="folder for eval_report.json and eval_report.md")] = Path("eval-report"),
+    out: Annotated[Path, out_option("folder for eval_report.json and eval_report.md")] = Path("eval-report"),
     register_as: Annotated[
         Optional[str], typer.Option("--register", help="publish the child under this registered model name")
     ] = None,
     alias: Annotated[str, typer.Option(help="registry alias of the published version")] = "candidate",
-    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "puzzle-ray",
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log the report to MLflow")] = True,
+    mlflow: Mlflow = True,
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[str, experiment_option(None)] = "puzzle-ray",
 ) -> None:
     """Quality (LM loss, top-1, KL, episodes), speed and memory of CHILD against PARENT, as one report."""
     from pydantic import ValidationError
+
+    from ..ui import console, fail
 
     from ..distill.batch_source import TensorBatchSource
     from ..configs import validation_problems
@@ -47,7 +62,7 @@ def evaluate_command(
         if unknown:
             raise ValueError(f"{config}: unknown sections {sorted(unknown)} (expected scenario:, evaluate:)")
         given = {"prefill_len": prefill_len, "decode_len": decode_len, "dtype": dtype,
-                 "batch_sizes": [int(b) for b in batch_sizes.split(",")] if batch_sizes else None}
+                 "batch_sizes": parse_batch_sizes(batch_sizes)}
         scenario = Scenario(**{**sections.get("scenario", {}), **{k: v for k, v in given.items() if v is not None}})
         cfg = EvalConfig(**{**sections.get("evaluate", {}), **({} if speed else {"measure_speed": False})})
         data = TensorBatchSource.from_file(tokens)
@@ -55,6 +70,7 @@ def evaluate_command(
         if mlflow:
             import mlflow as mlf
 
+            use_tracking_uri(tracking_uri)
             mlf.set_experiment(experiment)
             run = mlf.start_run(run_name="evaluate")
         try:
@@ -79,11 +95,13 @@ def publish_command(
     name: Annotated[str, typer.Option(help="registered model name")],
     alias: Annotated[str, typer.Option(help="registry alias of the new version")] = "candidate",
     report: Annotated[Optional[Path], typer.Option(help="eval_report.json to attach")] = None,
-    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "puzzle-ray",
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[str, experiment_option(None)] = "puzzle-ray",
 ) -> None:
     """Log MODEL to MLflow as a transformers model, register it as NAME and point ALIAS at it."""
     import json
 
+    from ..ui import console, fail
     from .publish import publish
     from .report import EvalReport
 
@@ -91,6 +109,7 @@ def publish_command(
         attached = EvalReport.from_json(json.loads(report.read_text())) if report else None
         import mlflow as mlf
 
+        use_tracking_uri(tracking_uri)
         mlf.set_experiment(experiment)
         published = publish(model, name, alias, attached)
     except (OSError, ValueError, KeyError, RuntimeError) as e:

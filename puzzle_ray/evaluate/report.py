@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .retention import RATIO_NAMES, Kind, ratio
+from .retention import RATIO_NAMES, Kind, ratio, wilson_interval
 
 JSON_FILE = "eval_report.json"
 MARKDOWN_FILE = "eval_report.md"
@@ -29,10 +29,27 @@ class Row:
     predicted_child: float | None = None
     ratio_name: str = ""
     ratio: float = math.nan
+    examples: int | None = None
+    """For accuracies: how many independent examples (prompts, episodes) each model was scored on."""
+    chance: float | None = None
+    """For accuracies: what guessing uniformly among the labels scores."""
 
     def __post_init__(self):
         self.ratio_name = self.ratio_name or RATIO_NAMES[self.kind]
         self.ratio = ratio(self.kind, self.parent, self.child)
+
+    def interval(self, role: str) -> tuple[float, float]:
+        """The 95 % interval of the parent's or child's accuracy (NaN when the row is not an accuracy)."""
+        return wilson_interval(getattr(self, role), self.examples) if self.examples else (math.nan, math.nan)
+
+    def cell(self, role: str) -> str:
+        """The parent's or child's figure, with its 95 % interval for accuracies: `0.83 [0.74, 0.9]`."""
+        low, high = self.interval(role)
+        value = _fmt(getattr(self, role))
+        return f"{value} [{_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) else value
+
+    def ratio_cell(self) -> str:
+        return f"{self.ratio_name} {_fmt(self.ratio)}" if self.ratio_name and math.isfinite(self.ratio) else ""
 
 
 @dataclass
@@ -81,13 +98,15 @@ class EvalReport:
             "",
             f"Scenario: {', '.join(f'{k}={v}' for k, v in self.scenario.items())}",
             "",
-            "| section | metric | parent | child | child vs parent | predicted parent | predicted child |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "Accuracies show their 95 % interval (Wilson, over the examples scored) and what guessing scores.",
+            "",
+            "| section | metric | parent | child | child vs parent | chance | predicted parent | predicted child |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.rows:
             lines.append(
-                f"| {r.section} | {r.metric} | {_fmt(r.parent)} | {_fmt(r.child)} | {r.ratio_name} {_fmt(r.ratio)} "
-                f"| {_fmt(r.predicted_parent)} | {_fmt(r.predicted_child)} |"
+                f"| {r.section} | {r.metric} | {r.cell('parent')} | {r.cell('child')} | {r.ratio_cell()} "
+                f"| {_fmt(r.chance)} | {_fmt(r.predicted_parent)} | {_fmt(r.predicted_child)} |"
             )
         if self.completions:
             lines += ["", completions_markdown(self.completions)]
@@ -114,18 +133,44 @@ class EvalReport:
                     out[f"{base}/{name}"] = float(value)
         return out
 
-    def log_to_mlflow(self, run_id: str) -> None:
-        """The same figures as metrics, and the report itself (JSON + Markdown) as artifacts under `eval/`."""
+    def role_metrics(self, role: str) -> dict[str, float]:
+        """One model's figures (`role` parent or child) under names shared by both: `lm_loss`,
+        `decode_tokens_per_s_at_1`, ... (what MLflow's Compare view lines up)."""
+        out = {}
+        for r in self.rows:
+            value = getattr(r, role)
+            if value is not None and math.isfinite(value):
+                out[_metric_name(r.metric)] = float(value)
+        return out
+
+    def log_to_mlflow(self, run_id: str, compare_runs: bool = True) -> list[str]:
+        """The same figures as metrics, and the report itself (JSON + Markdown) as artifacts under `eval/`.
+
+        Also one nested run per model ("parent", "child") holding that model's figures under the same names,
+        so that selecting the two runs and pressing Compare in MLflow's UI shows them side by side (unless
+        `compare_runs` is False). Returns those two runs' ids."""
         import time
 
         from mlflow import MlflowClient
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, Param
 
         client = MlflowClient()
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in self.mlflow_metrics().items()])
         client.log_dict(run_id, self.to_json(), f"eval/{JSON_FILE}")
         client.log_text(run_id, self.to_markdown(), f"eval/{MARKDOWN_FILE}")
+        experiment_id = client.get_run(run_id).info.experiment_id
+        role_runs = []
+        for role in ("parent", "child") if compare_runs else ():
+            run = client.create_run(experiment_id, run_name=f"evaluation: {role}",
+                                    tags={"mlflow.parentRunId": run_id, "puzzle_ray.eval_role": role})
+            metrics = [Metric(k, v, now, 0) for k, v in self.role_metrics(role).items()]
+            params = [Param("model", getattr(self, role)), Param("role", role)]
+            params += [Param(f"scenario.{k}", str(v)[:6000]) for k, v in self.scenario.items()]
+            client.log_batch(run.info.run_id, metrics=metrics, params=params)
+            client.set_terminated(run.info.run_id, "FINISHED")
+            role_runs.append(run.info.run_id)
+        return role_runs
 
 
 def _cell(text: str) -> str:

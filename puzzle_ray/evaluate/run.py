@@ -102,7 +102,7 @@ def evaluate(
         Row("quality", "lm_loss", "nats", pq["lm_loss"], cq["lm_loss"]),
         Row("quality", "perplexity", "lower", _exp(pq["lm_loss"]), _exp(cq["lm_loss"])),
         Row("quality", "top1_accuracy", "higher", pq["top1_accuracy"], cq["top1_accuracy"]),
-        Row("quality", "kl_from_parent", "nats", pq["kl_from_parent"], cq["kl_from_parent"]),
+        Row("quality", "kl_from_parent", "divergence", pq["kl_from_parent"], cq["kl_from_parent"]),
     ]
     tokenizer = _tokenizer(child_dir, parent_dir)
     _icl_rows(report, parent, child, tokenizer, config)
@@ -143,12 +143,14 @@ def _icl_rows(report, parent, child, tokenizer, config: EvalConfig) -> None:
     except ValueError as e:  # a prompt past the model's positions, a task file that does not load
         report.notes.append(f"in-context tasks skipped: {e}")
         return
-    for (task, shots), a in acc.items():
-        report.rows.append(Row("quality", f"icl:{task}@{shots}", "higher", a["parent"], a["child"]))
     from .icl import load_task
 
-    for name in config.icl_tasks:
-        task = load_task(name, config.icl_seed)
+    tasks = {t.name: t for t in (load_task(name, config.icl_seed) for name in config.icl_tasks)}
+    for (task, shots), a in acc.items():
+        report.rows.append(Row("quality", f"icl:{task}@{shots}", "higher", a["parent"], a["child"],
+                               examples=min(len(tasks[task].tests), config.icl_examples),
+                               chance=1 / len(tasks[task].labels)))
+    for task in tasks.values():
         if len(task.tests) < config.icl_examples:
             report.notes.append(f"icl:{task.name}: {len(task.tests)} test examples (all of them), fewer than "
                                 f"icl_examples={config.icl_examples}")
@@ -157,9 +159,15 @@ def _icl_rows(report, parent, child, tokenizer, config: EvalConfig) -> None:
 def _completions(report, parent, child, tokenizer, config: EvalConfig) -> None:
     if not config.completion_prompts or tokenizer is None:
         return
+    from ..ui import progress
     from .completions import completions
 
-    report.completions = completions(parent, child, tokenizer, config.completion_prompts, config.completion_tokens)
+    prompts = config.completion_prompts
+    with progress("prompt", transient=True) as bar:
+        task = bar.add_task("greedy completions", total=len(prompts))
+        for prompt in prompts:
+            report.completions += completions(parent, child, tokenizer, [prompt], config.completion_tokens)
+            bar.advance(task)
 
 
 def _episode_rows(report, parent, child, tokenizer, config) -> None:
@@ -168,12 +176,24 @@ def _episode_rows(report, parent, child, tokenizer, config) -> None:
     if tokenizer is None:
         report.notes.append("in-context episodes skipped: neither model folder has a tokenizer")
         return
-    accuracies = episode_accuracies({"parent": parent, "child": child}, tokenizer, config)
-    if accuracies is None:
+    if episodes_module() is None:
         report.notes.append("in-context episodes skipped: puzzle_ray.data.episodes is not available")
         return
+    from ..ui import progress
+
+    models = {"parent": parent} if child is parent else {"parent": parent, "child": child}
+    accuracies: dict[int, dict[str, float]] = {}
+    with progress("episode", transient=True) as bar:  # one step per (demonstration count, model)
+        task = bar.add_task("in-context episodes", total=len(config.episode_demos) * len(models) * config.episode_count)
+        for demos in config.episode_demos:
+            one = config.model_copy(update={"episode_demos": [demos]})
+            for name, model in models.items():
+                accuracies.setdefault(demos, {}).update(episode_accuracies({name: model}, tokenizer, one)[demos])
+                bar.advance(task, config.episode_count)
+            accuracies[demos].setdefault("child", accuracies[demos]["parent"])
     for demos, acc in accuracies.items():
-        report.rows.append(Row("quality", f"episode_accuracy@{demos}", "higher", acc["parent"], acc["child"]))
+        report.rows.append(Row("quality", f"episode_accuracy@{demos}", "higher", acc["parent"], acc["child"],
+                               examples=config.episode_count, chance=1 / config.episode_classes))
 
 
 def _memory_rows(report, parent_cfg, child_cfg, scenario: Scenario) -> None:
@@ -223,15 +243,22 @@ def _pred(predicted: dict | None, role: str, batch: int, attr: str) -> float | N
 
 
 def _speed_rows(report, parent_dir, child_dir, scenario, config: EvalConfig, predicted) -> None:
-    from ..measure.cost_model import measure_model_costs
+    from ..measure.cost_model import load_model_for_timing, measure_model_costs
     from ..ui import progress
 
-    measured = {}
-    with progress("model", transient=True) as bar:
-        task = bar.add_task("timing prefill and decode end to end", total=2)
+    measured: dict[str, dict] = {"parent": {}, "child": {}}
+    batches = scenario.batch_sizes
+    with progress("batch size", transient=True) as bar:  # one step per (model, batch size)
+        task = bar.add_task("timing prefill and decode end to end", total=2 * len(batches))
         for role, folder in (("parent", parent_dir), ("child", child_dir)):
-            measured[role] = measure_model_costs(folder, scenario, config.measure)
-            bar.advance(task)
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            model = load_model_for_timing(folder, scenario, device, config.measure.seed)
+            for batch in batches:
+                one = scenario.model_copy(update={"batch_sizes": [batch]})
+                measured[role].update(measure_model_costs(model, one, config.measure, device))
+                bar.advance(task)
+            del model
+            gc.collect()
     for batch in scenario.batch_sizes:
         p, c = measured["parent"][batch], measured["child"][batch]
         if not (p.fits and c.fits):

@@ -1,5 +1,11 @@
 """The block library: search space, initialisation from the parent, blockwise local distillation (BLD)."""
 
-from .record import Library, LibraryError, Variant, layer_key, variant_name
+from .._lazy import lazy_package
+
+# name -> submodule, imported on first use (`puzzle_ray/_lazy.py`): importing one light module of this
+# package (its cli.py, its config.py) does not import the heavy ones.
+lazy_package(__name__, {
+    ".record": ["Library", "LibraryError", "Variant", "layer_key", "variant_name"],
+})
 
 __all__ = ["Library", "LibraryError", "Variant", "layer_key", "variant_name"]

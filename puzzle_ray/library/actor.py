@@ -19,6 +19,7 @@ from ..arch.weights import load_tensors
 from ..optim.adamw import build_adamw
 from ..optim.schedule import warmup_cosine_scheduler
 from ..store import ArtifactStore
+from ..ui import quiet_third_party
 from .config import BLDConfig
 from .init import LayerCalibration
 from .space import LayerSpace
@@ -52,6 +53,7 @@ class BLDWorker:
     """The actor's logic as a plain class (Ray wraps it in `ray.remote`), so it also runs in-process."""
 
     def __init__(self, spec: ActorSpec):
+        quiet_third_party()  # a cluster's job environment may lack the variables that keep libraries quiet
         self.spec = spec
         if spec.threads:
             torch.set_num_threads(spec.threads)
@@ -98,6 +100,9 @@ class BLDWorker:
     def ready(self) -> str:
         return self.spec.name
 
+    def owned_layers(self) -> list[int]:
+        return sorted(self.parent_layers)
+
     # -- phase 1: calibration and initialisation ------------------------------------------------------------
     def begin_calibration(self) -> None:
         linear_att = any(v.config.kind.linear_map for s in self.spec.spaces for v in s.attention)
@@ -105,6 +110,7 @@ class BLDWorker:
         lstsq = self.spec.bld.linear_init == "lstsq"
         self.calib = {i: LayerCalibration(layer, lstsq and linear_att, lstsq and linear_ffn)
                       for i, layer in self.parent_layers.items()}
+        self.units, self.entries = {}, {}
 
     @torch.no_grad()
     def calibrate(self, k: int, x: torch.Tensor):
@@ -113,23 +119,36 @@ class BLDWorker:
             h = self.calib[i].update(h, pos, mask)
         return self._out(h)
 
+    def initialise_layer(self, i: int) -> int:
+        """Build and initialise layer i's variants from its calibration (after `calibrate`); returns how many
+        trainable units it has. The driver calls it per layer to show progress; `initialise` does the rest."""
+        return len(self._build_layer(i, calibrated=True))
+
     def initialise(self) -> None:
-        self._build_units(calibrated=True)
+        """Initialise the layers `initialise_layer` has not, then the optimiser: step 0."""
+        for i in self.parent_layers:
+            if i not in self.entries:
+                self._build_layer(i, calibrated=True)
         self.calib = {}
         self._make_optimizer()
         self.step = 0
 
     def _build_units(self, calibrated: bool) -> None:
-        lo = self.spec.layers[0]
         self.units, self.entries = {}, {}
-        for i, layer in self.parent_layers.items():
-            space = self.spec.spaces[i - lo]
-            calib = self.calib.get(i) if calibrated else None
-            units = build_units(self.config, self.spec.bld, i, layer, space, calib, initialise=calibrated)
-            for u in units.values():
-                u.layer.to(self.device).train()
-            self.units.update(units)
-            self.entries[i] = LayerEntries(i, layer, space, units, self.spec.bld.mode)
+        for i in self.parent_layers:
+            self._build_layer(i, calibrated)
+
+    def _build_layer(self, i: int, calibrated: bool) -> dict[str, BLDUnit]:
+        layer, space = self.parent_layers[i], self.spec.spaces[i - self.spec.layers[0]]
+        calib = self.calib.get(i) if calibrated else None
+        units = build_units(self.config, self.spec.bld, i, layer, space, calib, initialise=calibrated)
+        for u in units.values():
+            u.layer.to(self.device).train()
+        for uid in [uid for uid, u in self.units.items() if u.layer_idx == i]:
+            del self.units[uid]
+        self.units.update(units)
+        self.entries[i] = LayerEntries(i, layer, space, units, self.spec.bld.mode)
+        return units
 
     def _make_optimizer(self) -> None:
         b = self.spec.bld

@@ -30,6 +30,7 @@ import torch
 from ..arch.stats import attention_params, ffn_params, kv_bytes_per_token
 from ..arch.config import load_puzzle_config
 from ..arch.weights import fingerprint
+from ..cluster import get_with_progress
 from ..configs import content_hash
 from ..data import TokenData
 from ..store import ArtifactStore
@@ -142,16 +143,20 @@ def build_library(
     tokens_per_step = bld.micro_batch_size * data.seq_len
     total_steps = math.ceil(bld.token_budget / tokens_per_step)
     ranges = partition_layers(spaces, bld.num_actors)
-    actors = _start_actors(store, parent_key, key, ranges, spaces, bld, total_steps, parent.num_hidden_layers)
-    try:
-        train_seconds = _train(actors, bld, data, total_steps, tokens_per_step, on_step, show_progress)
-        reports = ray.get([a.report.remote() for a in actors])
-        weight_keys = {}
-        for keys in ray.get([a.save_weights.remote(f"{key}/weights") for a in actors]):
-            weight_keys.update(keys)
-    finally:
-        for a in actors:
-            ray.kill(a)
+    with progress("tok", transient=not show_progress) as bar:
+        phases = _Phases(bar)
+        actors = _start_actors(store, parent_key, key, ranges, spaces, bld, total_steps, parent.num_hidden_layers,
+                               phases)
+        try:
+            train_seconds = _train(actors, bld, data, total_steps, tokens_per_step, on_step, phases)
+            reports = ray.get([a.report.remote() for a in actors])
+            weight_keys = {}
+            saves = {a.save_weights.remote(f"{key}/weights"): 1 for a in actors}
+            for keys in phases.gather("BLD: saving weights", saves, "actors"):
+                weight_keys.update(keys)
+        finally:
+            for a in actors:
+                ray.kill(a)
     library = assemble_library(
         parent, spaces, reports, weight_keys, parent_key, total_steps * tokens_per_step, bld, space, store.url
     )
@@ -168,7 +173,31 @@ def build_library(
                        trained_units=len(losses))
 
 
-def _start_actors(store, parent_key, key, ranges, spaces, bld, total_steps, num_layers) -> list:
+class _Phases:
+    """The build's progress display: one row per phase (actors' start-up, calibration, initialisation,
+    evaluations, training, saving), each in its own unit, added when the phase starts (a phase run again after
+    an actor failure starts its row again)."""
+
+    def __init__(self, bar):
+        self.bar, self.rows = bar, {}
+
+    def start(self, name: str, total: float, unit: str):
+        if name in self.rows:
+            self.bar.reset(self.rows[name], total=total)
+        else:
+            self.rows[name] = self.bar.add_task(name, total=total, unit=unit)
+        return self.rows[name]
+
+    def advance(self, name: str, amount: float = 1) -> None:
+        self.bar.advance(self.rows[name], amount)
+
+    def gather(self, name: str, weights: dict, unit: str) -> list:
+        """ray.get of the refs in `weights` (in its order); the row advances by a ref's weight as it returns."""
+        self.start(name, sum(weights.values()), unit)
+        return get_with_progress(weights, lambda w: self.advance(name, w))
+
+
+def _start_actors(store, parent_key, key, ranges, spaces, bld, total_steps, num_layers, phases: _Phases) -> list:
     resources = ray.cluster_resources()
     use_gpu = bld.use_gpu if bld.use_gpu is not None else resources.get("GPU", 0) >= len(ranges)
     cpus = max(1, int(resources.get("CPU", 1)))
@@ -183,7 +212,8 @@ def _start_actors(store, parent_key, key, ranges, spaces, bld, total_steps, num_
     for lo, hi in ranges:
         spec = ActorSpec(store.url, parent_key, key, (lo, hi), spaces[lo:hi], bld, total_steps, threads, num_layers)
         actors.append(Actor.remote(spec))
-    ray.get([a.ready.remote() for a in actors])
+    phases.gather(f"BLD: starting actors (layers {', '.join(f'{lo}-{hi - 1}' for lo, hi in ranges)})",
+                  {a.ready.remote(): 1 for a in actors}, "actors")
     return actors
 
 
@@ -216,50 +246,63 @@ def _stream(actors, method: str, batches: Iterable[torch.Tensor], start: int, ma
         raise
 
 
-def _evaluate(actors, data: BLDData, bld: BLDConfig, tag: str) -> None:
+def _evaluate(actors, data: BLDData, bld: BLDConfig, tag: str, phases: _Phases) -> None:
+    name, batches = f"BLD: evaluation ({tag})", list(data.validation())
+    phases.start(name, len(batches), "batch")
     ray.get([a.begin_eval.remote() for a in actors])
-    _stream(actors, "evaluate", data.validation(), 0, bld.max_in_flight)
+    _stream(actors, "evaluate", batches, 0, bld.max_in_flight, on_done=lambda _: phases.advance(name))
     ray.get([a.end_eval.remote(tag) for a in actors])
 
 
-def _train(actors, bld, data, total_steps, tokens_per_step, on_step, show_progress) -> float:
+def _initialise(actors, bld: BLDConfig, data: BLDData, phases: _Phases) -> None:
+    """Calibration statistics from the parent, then every variant initialised from them, layer by layer."""
+    batches = list(data.calibration())
+    phases.start("BLD: calibration", len(batches), "batch")
+    ray.get([a.begin_calibration.remote() for a in actors])
+    _stream(actors, "calibrate", batches, 0, bld.max_in_flight,
+            on_done=lambda _: phases.advance("BLD: calibration"))
+    layers = ray.get([a.owned_layers.remote() for a in actors])
+    phases.gather("BLD: initialisation", {a.initialise_layer.remote(i): 1 for a, own in zip(actors, layers)
+                                          for i in own}, "layers")
+    ray.get([a.initialise.remote() for a in actors])
+
+
+def _train(actors, bld, data, total_steps, tokens_per_step, on_step, phases: _Phases) -> float:
     """Run every phase to the end; returns the wall-clock seconds of the training stream (for throughput)."""
     failures, restore_needed, train_seconds = 0, False, 0.0
-    with progress("tok", transient=not show_progress) as bar:
-        task = bar.add_task(f"BLD ({len(actors)} actor{'s' * (len(actors) > 1)})", total=total_steps * tokens_per_step)
-        while True:
-            try:
-                steps = ray.get([a.latest_step.remote() for a in actors])
-                start = min(steps)
-                if restore_needed:
-                    ray.get([a.restore.remote(start) for a in actors])
-                if start < 0:  # phase 1: calibration, initialisation, evaluation at init, checkpoint 0
-                    ray.get([a.begin_calibration.remote() for a in actors])
-                    _stream(actors, "calibrate", data.calibration(), 0, bld.max_in_flight)
-                    ray.get([a.initialise.remote() for a in actors])
-                    _evaluate(actors, data, bld, "init")
-                    ray.get([a.checkpoint.remote() for a in actors])
-                    start = 0
-                bar.update(task, completed=start * tokens_per_step)
-                if start < total_steps:
-                    batches = _take(data.train(start), total_steps - start)
-                    began = time.perf_counter()
-                    _stream(actors, "train_step", batches, start + 1, bld.max_in_flight,
-                            on_done=lambda out: bar.advance(task, out["tokens"]), on_step=on_step)
-                    train_seconds += time.perf_counter() - began
-                _evaluate(actors, data, bld, "final")
-                if any(ray.get([a.revert_regressed.remote() for a in actors])):
-                    _evaluate(actors, data, bld, "final")
-                return train_seconds
-            except ACTOR_ERRORS + (ray.exceptions.RayTaskError,) as e:
-                if isinstance(e, ray.exceptions.RayTaskError) and not isinstance(e.cause, ACTOR_ERRORS):
-                    raise
-                failures += 1
-                if failures > bld.max_failures:
-                    raise RuntimeError(f"BLD: {failures} actor failures (max_failures={bld.max_failures})") from e
-                log.warning("BLD actor failed (%s); resuming from the last common checkpoint", type(e).__name__)
-                _wait_ready(actors)
-                restore_needed = True
+    name = f"BLD ({len(actors)} actor{'s' * (len(actors) > 1)})"
+    while True:
+        try:
+            steps = ray.get([a.latest_step.remote() for a in actors])
+            start = min(steps)
+            if restore_needed:
+                ray.get([a.restore.remote(start) for a in actors])
+            if start < 0:  # phase 1: calibration, initialisation, evaluation at init, checkpoint 0
+                _initialise(actors, bld, data, phases)
+                _evaluate(actors, data, bld, "init", phases)
+                ray.get([a.checkpoint.remote() for a in actors])
+                start = 0
+            task = phases.start(name, total_steps * tokens_per_step, "tok")
+            phases.bar.update(task, completed=start * tokens_per_step)
+            if start < total_steps:
+                batches = _take(data.train(start), total_steps - start)
+                began = time.perf_counter()
+                _stream(actors, "train_step", batches, start + 1, bld.max_in_flight,
+                        on_done=lambda out: phases.advance(name, out["tokens"]), on_step=on_step)
+                train_seconds += time.perf_counter() - began
+            _evaluate(actors, data, bld, "final", phases)
+            if any(ray.get([a.revert_regressed.remote() for a in actors])):
+                _evaluate(actors, data, bld, "final", phases)
+            return train_seconds
+        except ACTOR_ERRORS + (ray.exceptions.RayTaskError,) as e:
+            if isinstance(e, ray.exceptions.RayTaskError) and not isinstance(e.cause, ACTOR_ERRORS):
+                raise
+            failures += 1
+            if failures > bld.max_failures:
+                raise RuntimeError(f"BLD: {failures} actor failures (max_failures={bld.max_failures})") from e
+            log.warning("BLD actor failed (%s); resuming from the last common checkpoint", type(e).__name__)
+            _wait_ready(actors)
+            restore_needed = True
 
 
 def _take(it: Iterator[torch.Tensor], n: int) -> Iterator[torch.Tensor]:

@@ -3,20 +3,19 @@ from a trained library and export it)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..ui import console, fail
+from ..cli_options import Overrides, Overwrite, WorkflowFile, store_option
 
 
-def library(config: Annotated[Path, typer.Argument(help="a workflow YAML (workflows/*.yaml)")]) -> None:
+def library(config: WorkflowFile, overrides: Overrides = None) -> None:
     """Build the block library: initialise every variant, train them all by BLD (and the stages it needs)."""
     from ..workflows.cli import run_until
 
-    run_until(config, "library")
+    run_until(config, "library", overrides)
 
 
 def realize(
@@ -25,12 +24,15 @@ def realize(
     out_dir: Annotated[Path, typer.Argument(help="where to write the child (nemotron-nas layout)")],
     rank: Annotated[int, typer.Option(help="which solution of the file (0 = the best)")] = 0,
     store: Annotated[
-        Optional[str], typer.Option(help="artifact store of the library's weights (default: the one it names)")
+        Optional[str], store_option("artifact store of the library's weights (default: the one it names)")
     ] = None,
-    overwrite: bool = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Assemble the child a solution names from the library's trained weights; export it with the parent's tokenizer."""
+    import json
+
     from ..store import ArtifactStore, StoreError
+    from ..ui import console, fail
     from .realize import realize as realize_child
     from .record import Library, LibraryError, layer_key
 

@@ -66,14 +66,19 @@ def assemble_child(library: Library, chosen: list[str], store: ArtifactStore) ->
 
 
 def realize(library: Library, chosen: list[str], store: ArtifactStore, out_dir: str | Path,
-            overwrite: bool = False) -> Path:
-    """Assemble the child and export it (nemotron-nas layout, with the parent's tokenizer when it has one)."""
+            overwrite: bool = False, search=None, name: str | None = None) -> Path:
+    """Assemble the child and export it (nemotron-nas layout, with the parent's tokenizer when it has one, and a
+    model card naming the parent, the library's search space, BLD and scoring settings, and the MIP's objective
+    and constraints when `search`, the `SearchConfig` that chose it, is given; `name` is the child's name)."""
     from transformers import AutoTokenizer
+
+    from ..arch.card import child_card, library_facts
 
     model = assemble_child(library, chosen, store)
     parent_dir = store.get_dir(library.meta.parent_key, prefix="puzzle-parent-")
     tokenizer = None
     if (Path(parent_dir) / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(parent_dir, trust_remote_code=False)
-    export_pretrained(model, out_dir, tokenizer=tokenizer, overwrite=overwrite)
+    card = child_card(model.config, library_facts(library, parent_dir, search=search, name=name))
+    export_pretrained(model, out_dir, tokenizer=tokenizer, overwrite=overwrite, card=card)
     return Path(out_dir)

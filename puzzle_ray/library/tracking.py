@@ -34,9 +34,18 @@ def log_library(run_id: str, library: Library, losses: dict[str, list[tuple[int,
     plt.close(fig)
 
 
+KEY_COLUMN_ORDER = ("layer", "variant", "metrics.", "stats.")
+"""Columns a reviewer reads first: where, which variant, its quality, its costs; then the rest (sparse BLD
+training figures) in name order."""
+
+
 def columns(rows: list[dict]) -> dict[str, list]:
-    """Row dicts as the column-major table that `log_table` takes (layer and variant first)."""
-    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("layer", "variant"), k))
+    """Row dicts as the column-major table that `log_table` takes (`KEY_COLUMN_ORDER` first)."""
+    def rank(key: str) -> tuple[int, str]:
+        first = [i for i, p in enumerate(KEY_COLUMN_ORDER) if key == p or (p.endswith(".") and key.startswith(p))]
+        return (first[0] if first else len(KEY_COLUMN_ORDER), key)
+
+    keys = sorted({k for r in rows for k in r}, key=rank)
     return {k: [r.get(k) for r in rows] for k in keys}
 
 
@@ -46,20 +55,26 @@ def nmse_figure(library: Library, key: str = "nmse_final"):
 
 
 def heatmap(library: Library, value, title: str, log_scale: bool = True):
-    """Variants (rows) x layers (columns) heat map of `value(variant)` (blank where None or, on a log scale, <= 0)."""
+    """Variants (rows) x layers (columns) heat map of `value(variant)` (blank only where None).
+
+    The log scale is symmetric-log: logarithmic above the smallest positive value and linear below it, so a
+    zero (the parent's own block: KL 0) gets the lowest colour instead of vanishing."""
     import numpy as np
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import SymLogNorm
 
     names = sorted({n for layer in library.layers for n in layer})
     grid = np.full((len(names), library.num_layers), np.nan)
     for i, layer in enumerate(library.layers):
         for n, v in layer.items():
             x = value(v)
-            if x is not None and (x > 0 or not log_scale):
+            if x is not None and np.isfinite(x):
                 grid[names.index(n), i] = x
-    fig, ax = plt.subplots(figsize=(1 + 0.5 * library.num_layers, 1 + 0.28 * len(names)))
+    fig, ax = plt.subplots(figsize=(2.5 + 0.5 * library.num_layers, 1.2 + 0.28 * len(names)))
     finite = grid[np.isfinite(grid)]
-    norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if log_scale and finite.size else None
+    positive = finite[finite > 0]
+    norm = None
+    if log_scale and positive.size and finite.min() >= 0:
+        norm = SymLogNorm(linthresh=float(positive.min()), vmin=0.0, vmax=float(finite.max()), base=10)
     im = ax.imshow(grid, aspect="auto", cmap="viridis", norm=norm)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xticks(range(library.num_layers))

@@ -6,12 +6,18 @@ predict_model_costs(model_config, library)                -> {batch: ModelCosts}
 measure_model_costs(model or folder, scenario)            -> {batch: ModelCosts} measured end-to-end
 """
 
-from .config import MeasureConfig, MeasureStageConfig, Scenario
-from .cost_model import ModelCosts, compare_costs, measure_model_costs, predict_model_costs
-from .fleet import measure_blocks, measure_units
-from .library import measure_library, skeleton_library
-from .results import MeasureError, Measurements
-from .timed_block import TimedBlock
+from .._lazy import lazy_package
+
+# name -> submodule, imported on first use (`puzzle_ray/_lazy.py`): importing one light module of this
+# package (its cli.py, its config.py) does not import the heavy ones.
+lazy_package(__name__, {
+    ".config": ["MeasureConfig", "MeasureStageConfig", "Scenario"],
+    ".cost_model": ["ModelCosts", "compare_costs", "measure_model_costs", "predict_model_costs"],
+    ".fleet": ["measure_blocks", "measure_units"],
+    ".library": ["measure_library", "skeleton_library"],
+    ".results": ["MeasureError", "Measurements"],
+    ".timed_block": ["TimedBlock"],
+})
 
 __all__ = [
     "MeasureConfig",

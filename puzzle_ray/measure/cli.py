@@ -3,22 +3,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ..configs import read_yaml_mapping, validation_problems
-from ..ui import console, fail
+from ..cli_options import (
+    BatchSizes,
+    DecodeLen,
+    JsonOutput,
+    PrefillLen,
+    ScenarioDtype,
+    config_option,
+    out_option,
+    store_option,
+)
+from ..cli_options import batch_sizes as _batches
 
-ConfigOpt = Annotated[
-    Optional[Path], typer.Option("--config", help="YAML/JSON with `scenario:` and `measure:` sections")
-]
-BatchOpt = Annotated[Optional[str], typer.Option("--batch-sizes", help="comma-separated, e.g. 1,8,32")]
-PrefillOpt = Annotated[Optional[int], typer.Option("--prefill-len", help="prompt tokens per request")]
-DecodeOpt = Annotated[Optional[int], typer.Option("--decode-len", help="generated tokens per request")]
-DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="fp32, bf16 or fp16")]
+ConfigOpt = Annotated[Optional[Path], config_option("YAML/JSON with `scenario:` and `measure:` sections")]
 RepeatsOpt = Annotated[Optional[int], typer.Option("--repeats", help="timed samples per measurement")]
 GpusOpt = Annotated[Optional[int], typer.Option("--num-gpus", help="0: measure on CPU, 1: on one GPU")]
 AccelOpt = Annotated[
@@ -32,7 +34,7 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch thre
 
 def stage_config(config_file: Path | None, scenario: dict[str, Any], measure: dict[str, Any]):
     """The stage config from an optional file, with the command-line values laid over it."""
-
+    from ..configs import read_yaml_mapping
     from .config import MeasureStageConfig
 
     data: dict[str, Any] = {}
@@ -45,47 +47,41 @@ def stage_config(config_file: Path | None, scenario: dict[str, Any], measure: di
     return MeasureStageConfig(**data)
 
 
-def _batches(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise ValueError(f"--batch-sizes {text!r}: give comma-separated integers, e.g. 1,8,32") from None
-
-
 def measure(
     library: Annotated[Path, typer.Argument(help="block library folder (block_library.json + library_meta.json)")],
     store: Annotated[
-        str, typer.Option(help="artifact store (folder or fsspec URL) holding the measurement cache")
+        str, store_option("artifact store (folder or fsspec URL) holding the measurement cache")
     ] = "artifacts",
     out: Annotated[
-        Optional[Path], typer.Option(help="folder for the measured library (default: update LIBRARY in place)")
+        Optional[Path], out_option("folder for the measured library (default: update LIBRARY in place)")
     ] = None,
     parent: Annotated[
         Optional[Path], typer.Option(help="the parent's config.json (default: library_meta.json's parent_config)")
     ] = None,
     config: ConfigOpt = None,
-    batch_sizes: BatchOpt = None,
-    prefill_len: PrefillOpt = None,
-    decode_len: DecodeOpt = None,
-    dtype: DtypeOpt = None,
+    batch_sizes: BatchSizes = None,
+    prefill_len: PrefillLen = None,
+    decode_len: DecodeLen = None,
+    dtype: ScenarioDtype = None,
     repeats: RepeatsOpt = None,
     num_gpus: GpusOpt = None,
     accelerator_type: AccelOpt = None,
     threads: ThreadsOpt = None,
     cpu_clock: ClockOpt = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="measure again even where the cache has a result")
-    ] = False,
+    cache: Annotated[
+        Optional[bool], typer.Option("--cache/--no-cache", help="reuse cached measurements (--no-cache: measure "
+                                                               "again; default: the config's measure.cache)")
+    ] = None,
 ) -> None:
     """Measure prefill, decode and memory of every (layer, variant) of a library on the target hardware."""
     from pydantic import ValidationError
 
     from ..arch.config import PuzzleConfig
     from ..arch.config import load_puzzle_config
+    from ..configs import validation_problems
     from ..library.record import Library
     from ..store import ArtifactStore
+    from ..ui import console, fail
     from .library import measure_library
 
     try:
@@ -103,7 +99,7 @@ def measure(
                 "accelerator_type": accelerator_type,
                 "threads": threads,
                 "cpu_clock": cpu_clock,
-                "cache": False if no_cache else None,
+                "cache": cache,
             },
         )
         lib = Library.read(library)
@@ -126,6 +122,7 @@ def measure(
 
 
 def _print_library(library, scenario) -> None:
+    from ..ui import console
     from .tables import variants_table
 
     b = scenario.batch_sizes[0]
@@ -151,20 +148,24 @@ def measure_model(
     ] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when available)")] = None,
     config: ConfigOpt = None,
-    batch_sizes: BatchOpt = None,
-    prefill_len: PrefillOpt = None,
-    decode_len: DecodeOpt = None,
-    dtype: DtypeOpt = None,
+    batch_sizes: BatchSizes = None,
+    prefill_len: PrefillLen = None,
+    decode_len: DecodeLen = None,
+    dtype: ScenarioDtype = None,
     repeats: RepeatsOpt = None,
     threads: ThreadsOpt = None,
     cpu_clock: ClockOpt = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Measure a model end-to-end (prefill + decode loop with its own KV cache); compare with the cost model."""
+    import json
+
     from pydantic import ValidationError
 
     from ..arch.config import load_puzzle_config
+    from ..configs import validation_problems
     from ..library.record import Library
+    from ..ui import fail
     from .config import Scenario
     from .cost_model import compare_costs, measure_model_costs, predict_model_costs
 
@@ -202,6 +203,7 @@ def measure_model(
 def _print_costs(measured, predicted, scenario) -> None:
     from rich.table import Table
 
+    from ..ui import console
     from .cost_model import compare_costs
 
     table = Table(

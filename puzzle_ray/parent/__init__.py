@@ -7,16 +7,29 @@
     model_dir = ensure_gguf_parent(GGUFParentConfig(path="model.gguf"))   # a GGUF file, converted and cached
 """
 
-from .build import PretrainResult, data_config, ensure_embedded_parent, parent_dir, parent_key, pretrain
-from .config import (
-    EmbeddedParentConfig,
-    GGUFParentConfig,
-    ParentModelConfig,
-    PretrainConfig,
-    QualityReportConfig,
-    TokenizerTrainingConfig,
-)
-from .gguf import GGUFError, ensure_gguf_parent, export_gguf, gguf_puzzle_config, read_gguf_header, resolve_gguf
+from .._lazy import lazy_package
+
+# name -> submodule, imported on first use (`puzzle_ray/_lazy.py`): importing one light module of this
+# package (its cli.py, its config.py) does not import the heavy ones.
+lazy_package(__name__, {
+    ".build": ["PretrainResult", "data_config", "ensure_embedded_parent", "parent_dir", "parent_key", "pretrain"],
+    ".config": [
+        "EmbeddedParentConfig",
+        "GGUFParentConfig",
+        "ParentModelConfig",
+        "PretrainConfig",
+        "QualityReportConfig",
+        "TokenizerTrainingConfig",
+    ],
+    ".gguf": [
+        "GGUFError",
+        "ensure_gguf_parent",
+        "export_gguf",
+        "gguf_puzzle_config",
+        "read_gguf_header",
+        "resolve_gguf",
+    ],
+})
 
 __all__ = [
     "EmbeddedParentConfig",

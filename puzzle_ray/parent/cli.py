@@ -7,19 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..cli_options import CacheDir, TokenBudget, config_option, out_option
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def pretrain(
         config: Annotated[
-            Optional[Path], typer.Option(help="YAML of EmbeddedParentConfig fields, or with a `parent:` section")
+            Optional[Path], config_option("YAML of EmbeddedParentConfig fields, or with a `parent:` section")
         ] = None,
-        cache_dir: Annotated[
-            Optional[Path], typer.Option(help="cache root (default $PUZZLE_RAY_CACHE or ~/.cache/puzzle-ray)")
-        ] = None,
-        tokens: Annotated[Optional[int], typer.Option(help="override train.token_budget")] = None,
-        out: Annotated[Optional[Path], typer.Option(help="also copy the model folder here")] = None,
-        force: Annotated[bool, typer.Option(help="retrain even if a cached parent exists")] = False,
+        cache_dir: CacheDir = None,
+        token_budget: TokenBudget = None,
+        tokens: Annotated[Optional[int], typer.Option("--tokens", hidden=True)] = None,  # the old spelling
+        out: Annotated[Optional[Path], out_option("also copy the model folder here")] = None,
+        force: Annotated[bool, typer.Option("--force/--no-force", help="retrain even if a cached parent exists")
+                         ] = False,
     ) -> None:
         """Pretrain the embedded default parent (about 3 minutes on 2 CPU cores; cached afterwards)."""
         import shutil
@@ -36,8 +38,9 @@ def register(app: typer.Typer) -> None:
 
         try:
             fields = load_yaml_section(config, "parent") if config is not None else {}
-            if tokens is not None:
-                fields["train"] = {**fields.get("train", {}), "token_budget": tokens}
+            budget = token_budget if token_budget is not None else tokens
+            if budget is not None:
+                fields["train"] = {**fields.get("train", {}), "token_budget": budget}
             cfg = EmbeddedParentConfig(**fields)
             if out is not None and out.exists() and any(out.iterdir()):
                 raise ValueError(f"--out {out}: already exists and is not empty")

@@ -12,16 +12,22 @@ scaled by 1/B) and `NaiveBayesContextWindows(model, tokenizer, beta=0.25, poolin
 `build_variant("pcw" | "pcw_rescaled" | "nbce", ...)` as `pcw-eval` names them.
 """
 
-from .config import PCWEvalConfig
-from .context import EncodedContext
-from .evaluate import PCWEvalResult, evaluate_tasks, run_pcw_eval
-from .labels import LabelTrie, encode_labels
-from .layout import WindowLayout, plan_windows
-from .nbce import NaiveBayesContextWindows, nbce_combine
-from .oracle import oracle_logits
-from .parallel_context import ParallelContextWindows
-from .tasks import ClassificationTask, Example, PrefixFormat, episode_tasks, jsonl_task
-from .variants import VARIANTS, build_variant
+from .._lazy import lazy_package
+
+# name -> submodule, imported on first use (`puzzle_ray/_lazy.py`): importing one light module of this
+# package (its cli.py, its config.py) does not import the heavy ones.
+lazy_package(__name__, {
+    ".config": ["PCWEvalConfig"],
+    ".context": ["EncodedContext"],
+    ".evaluate": ["PCWEvalResult", "evaluate_tasks", "run_pcw_eval"],
+    ".labels": ["LabelTrie", "encode_labels"],
+    ".layout": ["WindowLayout", "plan_windows"],
+    ".nbce": ["NaiveBayesContextWindows", "nbce_combine"],
+    ".oracle": ["oracle_logits"],
+    ".parallel_context": ["ParallelContextWindows"],
+    ".tasks": ["ClassificationTask", "Example", "PrefixFormat", "episode_tasks", "jsonl_task"],
+    ".variants": ["VARIANTS", "build_variant"],
+})
 
 __all__ = [
     "ClassificationTask",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from puzzle_ray.configs import read_yaml_mapping, validation_problems
-from puzzle_ray.ui import console, fail
+from ..cli_options import TrackingUri, config_option, experiment_option, out_option
 
 
 def pcw_generate(
@@ -20,8 +18,10 @@ def pcw_generate(
     prompt: Annotated[str, typer.Option(help="the task text that follows the windows")],
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     alignment: Annotated[str, typer.Option(help="left (the reference's default) or right")] = "left",
-    add_bos: Annotated[bool, typer.Option(help="prepend BOS to windows where the tokenizer does not")] = True,
-    do_sample: Annotated[bool, typer.Option(help="sample instead of greedy decoding")] = False,
+    add_bos: Annotated[bool, typer.Option("--add-bos/--no-add-bos",
+                                          help="prepend BOS to windows where the tokenizer does not")] = True,
+    do_sample: Annotated[bool, typer.Option("--do-sample/--no-do-sample",
+                                            help="sample instead of greedy decoding")] = False,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -31,8 +31,11 @@ def pcw_generate(
     device: str = "cpu",
 ) -> None:
     """Generate from a prompt that attends to several parallel context windows read from files."""
+    import time
+
     import torch
 
+    from ..ui import console, fail
     from .loading import check_model_dir, load_causal_lm
     from .parallel_context import ParallelContextWindows
 
@@ -70,12 +73,14 @@ def pcw_generate(
 
 
 def pcw_eval(
-    model: Annotated[str | None, typer.Option(help="local model folder or .gguf file; default: the config's")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML of PCWEvalConfig fields")] = None,
+    model: Annotated[Path | None, typer.Option(help="local model folder or .gguf file; default: the config's")
+                     ] = None,
+    config: Annotated[Path | None, config_option("YAML of PCWEvalConfig fields")] = None,
     train: Annotated[str | None, typer.Option(help="JSONL of demonstrations (text, label)")] = None,
     test: Annotated[str | None, typer.Option(help="JSONL of test examples")] = None,
     episodes: Annotated[int | None, typer.Option(help="evaluate this many synthetic episodes instead")] = None,
-    embedded_parent: Annotated[bool, typer.Option(help="use the trained embedded parent as the model")] = False,
+    embedded_parent: Annotated[bool, typer.Option("--embedded-parent/--no-embedded-parent",
+                                                  help="use the trained embedded parent as the model")] = False,
     episode_classes: Annotated[int | None, typer.Option(help="classes per synthetic episode")] = None,
     windows: Annotated[str | None, typer.Option(help="numbers of windows, e.g. 1,2,3")] = None,
     context_size: Annotated[
@@ -91,14 +96,19 @@ def pcw_eval(
                                                      "(naive-Bayes combination of per-window predictions)")] = None,
     nbce_beta: Annotated[float | None, typer.Option(help="NBCE: weight off the no-context prediction")] = None,
     nbce_pooling: Annotated[str | None, typer.Option(help="NBCE: min_entropy or mean")] = None,
-    tracking_uri: str | None = None,
-    output: Annotated[str | None, typer.Option(help="write the result JSON here")] = None,
-    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="do not log to MLflow")] = False,
+    out: Annotated[Path | None, out_option("also write the result as JSON to this file")] = None,
+    output: Annotated[Path | None, typer.Option("--output", hidden=True)] = None,  # the old spelling of --out
+    mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help="log to MLflow (default: the "
+                                                                            "config's log_mlflow, true)")] = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[str | None, experiment_option("the config's, pcw-eval")] = None,
 ) -> None:
     """Many-shot ICL accuracy with 1..B parallel windows (JSONL classification sets or synthetic episodes)."""
     from pydantic import ValidationError
     from rich.table import Table
 
+    from ..configs import read_yaml_mapping, validation_problems
+    from ..ui import console, fail
     from .config import PCWEvalConfig
     from .evaluate import run_pcw_eval
 
@@ -114,7 +124,7 @@ def pcw_eval(
             if context_size is None and "context_size" not in fields:
                 context_size = EmbeddedParentConfig().seq_len
         overrides = {
-            "model": model,
+            "model": None if model is None else str(model),
             "train_path": train,
             "test_path": test,
             "episodes": episodes,
@@ -130,11 +140,11 @@ def pcw_eval(
             "nbce_beta": nbce_beta,
             "nbce_pooling": nbce_pooling,
             "tracking_uri": tracking_uri,
-            "output": output,
+            "experiment": experiment,
+            "output": None if (out or output) is None else str(out or output),
+            "log_mlflow": mlflow,
         }
         fields.update({k: v for k, v in overrides.items() if v is not None})
-        if no_mlflow:
-            fields["log_mlflow"] = False
         cfg = PCWEvalConfig(**fields)
         result = run_pcw_eval(cfg)
     except ValidationError as e:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
+from ..cli_options import Overrides, WorkflowFile
 
-def score(config: Annotated[Path, typer.Argument(help="a workflow YAML (workflows/*.yaml)")]) -> None:
+
+def score(config: WorkflowFile, overrides: Overrides = None) -> None:
     """Score every library entry by replace-1-block, KL from the parent (and the stages it needs)."""
     from ..workflows.cli import run_until
 
-    run_until(config, "score")
+    run_until(config, "score", overrides)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from dataclasses import replace
 import ray
 import torch
 
+from ..cluster import get_with_progress
 from ..data import TokenSplit
 from ..library.record import Library
 from ..store import ArtifactStore
@@ -43,8 +44,13 @@ def validation_batches(validation: TokenSplit, config: ScoreConfig) -> list[torc
     return list(itertools.islice(validation.batches(config.batch_size, shuffle=False, cycle=True), config.eval_batches))
 
 
-def score_library(library: Library, batches: list[torch.Tensor], config: ScoreConfig, store: ArtifactStore) -> Library:
-    """A copy of `library` with `metrics` filled for every (layer, variant) on the given validation batches."""
+def score_library(library: Library, batches: list[torch.Tensor], config: ScoreConfig, store: ArtifactStore,
+                  show_progress: bool = True) -> Library:
+    """A copy of `library` with `metrics` filled for every (layer, variant) on the given validation batches.
+
+    Progress: the actors' start-up (each loads the parent and runs it once over the batches), then variants
+    scored out of all, advancing as actors return a (layer, batch) result (`show_progress` False: erased from
+    the terminal when done)."""
     if not batches:
         raise ValueError("scoring needs at least one validation batch")
     resources = ray.cluster_resources()
@@ -54,25 +60,37 @@ def score_library(library: Library, batches: list[torch.Tensor], config: ScoreCo
     Actor = ray.remote(ScoreWorker).options(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=1,
                                             max_task_retries=1)
     payload = {**library.to_json(), "meta": library.meta.to_json()}
-    actors = [Actor.remote(ScoreSpec(store.url, payload, g, config.metrics, config.variants_per_chunk, threads,
-                                     config.chunk_tokens)) for g in groups]
     entries = {i: sum(not v.is_parent for v in library.layers[i].values())
                for i in range(library.num_layers)}
-    try:
-        batch_ref = ray.put(batches)
-        prepared = ray.get([a.prepare.remote(batch_ref, parent_metrics=k == 0) for k, a in enumerate(actors)])
-        tokens, parent = prepared[0]["tokens"], prepared[0]["parent"]
-        sums: dict[str, dict[str, float]] = {}
-        pending = {a.score_layer.remote(i, batch_ref): i for a, g in zip(actors, groups) for i in g}
-        with progress("entries") as bar:
-            task = bar.add_task("replace-1-block scoring", total=sum(entries.values()))
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                sums.update(ray.get(done[0]))
-                bar.advance(task, entries[pending.pop(done[0])])
-    finally:
-        for a in actors:
-            ray.kill(a)
+    n = len(batches)
+    parts: dict[tuple[int, int], dict[str, dict[str, float]]] = {}
+    with progress("variants", transient=not show_progress) as bar:
+        actors = [Actor.remote(ScoreSpec(store.url, payload, g, config.metrics, config.variants_per_chunk, threads,
+                                         config.chunk_tokens)) for g in groups]
+        try:
+            batch_ref = ray.put(batches)
+            starting = bar.add_task("starting scoring actors", total=len(actors), unit="actors")
+            prepared = get_with_progress({a.prepare.remote(batch_ref, parent_metrics=k == 0): 1
+                                          for k, a in enumerate(actors)}, lambda w: bar.advance(starting, w))
+            tokens, parent = prepared[0]["tokens"], prepared[0]["parent"]
+            # One call per (layer, batch): an actor runs its calls in order, keeping a layer's blocks between
+            # its batches; each result advances the bar by the layer's variants / batches.
+            calls = {a.score_layer.remote(i, batch_ref, b): (i, b) for a, g in zip(actors, groups) for i in g
+                     for b in range(n)}
+            scoring = bar.add_task("replace-1-block scoring", total=sum(entries.values()))
+            results = get_with_progress({ref: entries[i] / n for ref, (i, _) in calls.items()},
+                                        lambda w: bar.advance(scoring, w))
+            parts = {calls[ref]: out for ref, out in zip(calls, results)}
+        finally:
+            for a in actors:
+                ray.kill(a)
+    sums: dict[str, dict[str, float]] = {}
+    for i in range(library.num_layers):  # batches summed in order: the same floats as one call per layer
+        for b in range(n):
+            for name, values in parts.get((i, b), {}).items():
+                acc = sums.setdefault(name, dict.fromkeys(values, 0.0))
+                for k, v in values.items():
+                    acc[k] += v
     layers = []
     for i, layer in enumerate(library.layers):
         scored = {}
@@ -85,3 +103,4 @@ def score_library(library: Library, batches: list[torch.Tensor], config: ScoreCo
         layers.append(scored)
     scoring = {"metrics": config.metrics, "tokens": tokens, "parent": parent}
     return Library(layers, replace(library.meta, scoring=scoring))
+

@@ -3,8 +3,8 @@
 `prepare` runs the parent once per validation batch, keeping the hidden state at every layer's input
 (B, T, H). `score_layer(i)` then scores each entry of layer i by running only layers i..L: the entry's block on
 the parent's layer-i input, the parent's layers i+1..L, final norm and LM head. Entries of the same layer go
-through layers i+1..L together, stacked along the batch axis. The driver calls it layer by layer, so it can
-show progress and spread layers over actors.
+through layers i+1..L together, stacked along the batch axis. The driver calls it for one (layer, batch) at a
+time, so it can show progress and spread layers over actors.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..arch.weights import load_tensors, model_from_state
 from ..library.realize import entry_weights
 from ..library.record import Library
 from ..store import ArtifactStore
+from ..ui import quiet_third_party
 
 
 @dataclass
@@ -75,6 +76,7 @@ def token_metrics(hidden: torch.Tensor, lm_head: torch.nn.Module, parent_logp: t
 
 class ScoreWorker:
     def __init__(self, spec: ScoreSpec):
+        quiet_third_party()  # before transformers is imported here (a cluster's job env may lack the variables)
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.spec = spec
@@ -143,18 +145,23 @@ class ScoreWorker:
         return logp
 
     @torch.no_grad()
-    def score_layer(self, i: int, batches: list[torch.Tensor]) -> dict[str, dict[str, float]]:
+    def score_layer(self, i: int, batches: list[torch.Tensor], batch: int | None = None) -> dict[str, dict[str, float]]:
         """Metric sums over the prepared tokens for every non-parent entry of layer i, keyed 'layer_i/<variant>'.
         Only layers i..L run: the entry's block on the parent's layer-i input, then the parent's later layers;
         entries go through them `variants_per_chunk` at a time, stacked along the batch axis. `batches` are the
-        ones given to `prepare` (a restarted actor prepares again from them)."""
+        ones given to `prepare` (a restarted actor prepares again from them); `batch` scores that one only (the
+        driver calls layer i once per batch to show progress; the layer's blocks are kept between the calls)."""
         if getattr(self, "prefix", None) is None:
             self.prepare(batches)
         m, metrics = self.model.model, self.spec.metrics
         names = [n for n, v in self.library.layers[i].items() if not v.is_parent]
-        blocks = {n: self._entry_layer(i, n) for n in names}
+        if getattr(self, "_blocks", (None,))[0] != i:
+            self._blocks = (i, {n: self._entry_layer(i, n) for n in names})
+        blocks = self._blocks[1]
         sums = {f"layer_{i}/{n}": {k: 0.0 for k in metrics} for n in names}
-        for b, (inputs, pos, mask, labels, parent_hidden) in enumerate(self.prefix):
+        chosen = range(len(self.prefix)) if batch is None else [batch]
+        for b in chosen:
+            inputs, pos, mask, labels, parent_hidden = self.prefix[b]
             parent_logp = self._parent_logp(b)
             B = labels.shape[0]
             for start in range(0, len(names), self.spec.variants_per_chunk):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..ui import console, fail
+from ..cli_options import JsonOutput, TrackingUri, experiment_option, out_option
 
 CONSTRAINT_HELP = (
     "KEY<=LIMIT, KEY>=LIMIT or LOW<=KEY<=HIGH; KEY is stats.<name>, metrics.<name> or throughput (tokens/s); "
@@ -19,7 +18,7 @@ CONSTRAINT_HELP = (
 def solve(
     library: Annotated[Path, typer.Option("--library", help="block_library.json, or the folder holding it")],
     objective: Annotated[str, typer.Option(help="per-variant quantity summed and minimised")] = "metrics.kl_div",
-    maximize: Annotated[bool, typer.Option("--maximize", help="maximise the objective instead")] = False,
+    maximize: Annotated[bool, typer.Option("--maximize/--minimize", help="maximise the objective instead")] = False,
     constraint: Annotated[Optional[list[str]], typer.Option("--constraint", "-c", help=CONSTRAINT_HELP)] = None,
     num_solutions: Annotated[int, typer.Option(help="diverse solutions to return, best first")] = 1,
     min_diversity: Annotated[
@@ -47,18 +46,23 @@ def solve(
     ] = None,
     points: Annotated[int, typer.Option(help="targets of a START:STOP sweep")] = 8,
     out: Annotated[
-        Optional[Path], typer.Option(help="folder for solution.json (or frontier.csv/json/png in sweep mode)")
+        Optional[Path], out_option("folder for solution.json (or frontier.csv/json/png in sweep mode)")
     ] = None,
-    tracking_uri: Annotated[
-        Optional[str], typer.Option(help="MLflow tracking URI to log to (default: the active run, if any)")
+    mlflow: Annotated[
+        Optional[bool], typer.Option("--mlflow/--no-mlflow", help="log the result to MLflow (default: when "
+                                                                  "--tracking-uri is given)")
     ] = None,
-    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment for a new run")] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="print one JSON object (per solution: objective, costs, chosen)")
-    ] = False,
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[Optional[str], experiment_option("puzzle-ray-search")] = None,
+    json_output: JsonOutput = False,
 ) -> None:
-    """Pick one variant per layer: the best objective under the constraints (Puzzle's MIP, cvxpy + HiGHS)."""
+    """Pick one variant per layer: the best objective under the constraints (Puzzle's MIP, cvxpy + HiGHS).
+    With --json: one JSON object (per solution: objective, costs, chosen)."""
+    import json
+
     from pydantic import ValidationError
+
+    from ..ui import fail
 
     from .config import SearchConfig
     from .inputs import load_library
@@ -82,13 +86,18 @@ def solve(
             time_limit_s=time_limit,
         )
         spec = parse_sweep(sweep, points) if sweep else None
+        if mlflow and not tracking_uri:  # --mlflow alone: where MLflow points by default ($MLFLOW_TRACKING_URI)
+            import mlflow as mlf
+
+            tracking_uri = mlf.get_tracking_uri()
         lib = load_library(library, num_attention_heads, parent_stats)
         hidden = lib.meta.hidden_size
         if spec is not None:
             frontier = run_sweep(lib, config, spec, show_progress=not json_output)
             if out:
                 frontier.save(out)
-            log_frontier(frontier, tracking_uri, experiment)
+            if mlflow is not False:
+                log_frontier(frontier, tracking_uri, experiment)
             if json_output:
                 print(json.dumps({"sweep": f"{spec.key}{spec.op}", "frontier": frontier.rows}, default=str))
             else:
@@ -111,7 +120,8 @@ def solve(
         partial = out / "solution.json.partial"  # renamed into place: never a half-written solution.json
         partial.write_text(json.dumps(result.to_json(hidden), indent=1) + "\n")
         partial.replace(out / "solution.json")
-    log_search(result, tracking_uri, experiment, hidden)
+    if mlflow is not False:
+        log_search(result, tracking_uri, experiment, hidden)
     if json_output:
         print(json.dumps({"feasible": True, **result.to_json(hidden)}))
     else:
@@ -130,6 +140,8 @@ def _diversity(text: str) -> int | float:
 
 def _print_result(result, library) -> None:
     from rich.table import Table
+
+    from ..ui import console
 
     best = result.best
     title = f"Solutions (batch size {result.batch_size})" if result.batch_size else "Solutions"
@@ -185,6 +197,8 @@ def _label(solution, layer: int, heads: int | None) -> str:
 
 def _print_frontier(frontier) -> None:
     from rich.table import Table
+
+    from ..ui import console
 
     table = Table(title=f"Frontier: {frontier.objective_key} vs {frontier.spec.key} {frontier.spec.op} target")
     cols = ["target", "feasible", "objective", "achieved", "batch_size", "layers_changed", "status"]

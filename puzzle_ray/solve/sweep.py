@@ -83,11 +83,13 @@ class Frontier:
         fig = Figure(figsize=(7, 4.5))
         ax = fig.subplots()
         ok = [r for r in self.rows if r["feasible"]]
+        x = [r.get("target_x", r["target"]) for r in self.rows]  # the axis label's units (rows of old sweeps: absolute)
         if ok:
-            ax.plot([r["target"] for r in ok], [r["objective"] for r in ok], "o-", label="optimal architecture")
-        for r in self.rows:
-            if not r["feasible"] and r["target"] is not None:
-                ax.axvline(r["target"], color="tab:red", ls=":", lw=1)
+            ax.plot([xi for xi, r in zip(x, self.rows) if r["feasible"]], [r["objective"] for r in ok], "o-",
+                    label="optimal architecture")
+        for xi, r in zip(x, self.rows):
+            if not r["feasible"] and xi is not None:
+                ax.axvline(xi, color="tab:red", ls=":", lw=1)
         if any(not r["feasible"] for r in self.rows):
             ax.plot([], [], color="tab:red", ls=":", label="infeasible target")
         ax.set_xlabel(self.spec.label)
@@ -126,7 +128,9 @@ def sweep(library: Library, config: SearchConfig, spec: SweepSpec, show_progress
         task = bar.add_task("frontier", total=len(configs)) if bar else None
         for limit, cfg, problem in zip(spec.limits, configs, problems):
             text = spec.constraint(limit)
-            row: dict[str, Any] = {"constraint": text, "target": problem.rows[-1].limits[side]}
+            # target: the absolute limit the MIP saw; target_x: the same in the sweep's own units (x parent)
+            row: dict[str, Any] = {"constraint": text, "target": problem.rows[-1].limits[side],
+                                   "target_x": limit.value}
             try:
                 best = search(library, cfg).best
             except InfeasibleError as e:

@@ -1,13 +1,12 @@
 """The end-to-end workflow: one resumable job graph from a parent to a published child (see `stages`)."""
 
-from .config import ConfigError, WorkflowConfig, load_config
+from .._lazy import lazy_package
+
+# name -> submodule, imported on first use (`puzzle_ray/_lazy.py`): `puzzle-ray --help` imports this package's
+# cli.py without the config (every stage's config) or the driver (every stage).
+lazy_package(__name__, {
+    ".config": ["ConfigError", "WorkflowConfig", "load_config"],
+    ".driver": ["run_workflow"],
+})
 
 __all__ = ["ConfigError", "WorkflowConfig", "load_config", "run_workflow"]
-
-
-def __getattr__(name):
-    if name == "run_workflow":  # imported lazily: it pulls in every stage
-        from .driver import run_workflow
-
-        return run_workflow
-    raise AttributeError(name)

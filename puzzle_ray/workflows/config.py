@@ -2,16 +2,26 @@
 
 Every section is the typed config of one stage; a field's docstring is its documentation. Unknown keys are
 errors that name the key (`extra="forbid"` on every model).
+
+`load_config(path, ["bld.token_budget=49152"])` lays command-line overrides over the file before validating
+(`puzzle-ray run CONFIG KEY=VALUE ...`): a path that names no field, or a value that does not validate, is a
+`ConfigError` naming the field and the override; `config_yaml(cfg)` writes the resolved plan back as YAML.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import re
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, PositiveInt, ValidationError, model_validator
 
-from ..configs import StrictConfig, read_yaml_mapping, validation_problems
+from ..configs import StrictConfig, read_yaml_mapping
 from ..data.config import DataConfig, default_cache_dir
 from ..distill.config import DistillConfig
 from ..evaluate.config import EvalConfig, PublishConfig
@@ -117,12 +127,120 @@ class ConfigError(ValueError):
     """A workflow config that does not validate; the message names the file and every bad field."""
 
 
-def load_config(path: str | Path) -> WorkflowConfig:
+def load_config(path: str | Path, overrides: Sequence[str | Override] = ()) -> WorkflowConfig:
+    """The plan in `path`, with `overrides` (`KEY=VALUE`, see `apply_overrides`) laid over it, validated."""
     try:
         data = read_yaml_mapping(path, "workflow config")
     except (OSError, ValueError) as e:
         raise ConfigError(str(e)) from None
+    parsed = parse_overrides(overrides)
+    data = apply_overrides(data, parsed)
     try:
         return WorkflowConfig(**data)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {validation_problems(e, top='(top)')}") from None
+        raise ConfigError(f"{path}: {_problems(e, parsed)}") from None
+
+
+# -- command-line overrides: `puzzle-ray run CONFIG bld.token_budget=49152 search.num_solutions=3` ------------
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+@dataclass(frozen=True)
+class Override:
+    """One `KEY=VALUE` of the command line: the field path (`bld.token_budget`) and its value, read as YAML."""
+
+    text: str
+    keys: tuple[str, ...]
+    value: Any
+
+
+def parse_overrides(items: Sequence[str | Override]) -> list[Override]:
+    """`KEY=VALUE` items as overrides; KEY is a dotted field path whose every name is a field of the section
+    before it, VALUE a YAML value (`49152`, `true`, `null`, `[1, 8]`, `sqlite:///m.db`; `KEY=` is null).
+    An `Override` given as such (a value that is not YAML text, from a command's own option) is checked alike."""
+    import yaml
+
+    parsed = []
+    for text in items:
+        if isinstance(text, Override):
+            _check_keys(text.keys, text.text)
+            parsed.append(text)
+            continue
+        key, eq, raw = text.partition("=")
+        key = key.strip()
+        if not eq or not _KEY.fullmatch(key):
+            raise ConfigError(f"override {text!r}: expected KEY=VALUE with a dotted field path, "
+                              "e.g. bld.token_budget=49152")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            problem = str(e).splitlines()[0]
+            raise ConfigError(f"override {text}: the value is not valid YAML ({problem})") from None
+        keys = tuple(key.split("."))
+        _check_keys(keys, text)
+        parsed.append(Override(text, keys, value))
+    return parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
+    """A copy of the plan's mapping with each override set at its path (later ones win; missing sections are
+    created; a whole section may be given as a YAML mapping)."""
+    data = copy.deepcopy(data)
+    for o in overrides:
+        node = data
+        for depth, key in enumerate(o.keys[:-1]):
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(o.keys[: depth + 1])
+                raise ConfigError(f"override {o.text}: {where} is {child!r} in the file, not a section")
+            node = child
+        node[o.keys[-1]] = o.value
+    return data
+
+
+def config_yaml(cfg: WorkflowConfig) -> str:
+    """The fully resolved plan (every field, defaults included) as YAML that `load_config` reads back equal."""
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=120)
+
+
+def _check_keys(keys: tuple[str, ...], text: str) -> None:
+    """Each name of the path is a field of the typed section it falls in (as far as sections are typed: a field
+    that holds a mapping, a list or a choice of models is validated by pydantic with the rest)."""
+    model: type[BaseModel] | None = WorkflowConfig
+    for depth, key in enumerate(keys):
+        if model is None:
+            return
+        if key not in model.model_fields:
+            section = ".".join(keys[:depth]) or "the plan"
+            known = ", ".join(model.model_fields)
+            raise ConfigError(f"override {text}: {section} has no field {key!r} (fields: {known})")
+        model = _section_model(model.model_fields[key].annotation)
+
+
+def _section_model(annotation) -> type[BaseModel] | None:
+    """The one pydantic model a field holds (`X`, `X | None`), else None."""
+    if isinstance(annotation, type):
+        return annotation if issubclass(annotation, BaseModel) else None
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Annotated:
+        args = args[:1]
+    models = [m for a in args if (m := _section_model(a)) is not None]
+    return models[0] if len(models) == 1 and len(args) == 1 else None
+
+
+def _problems(error: ValidationError, overrides: Sequence[Override]) -> str:
+    """Like `validation_problems`, each bad field that an override set naming that override."""
+    items = []
+    for err in error.errors():
+        loc = tuple(str(k) for k in err["loc"])
+        item = f"{'.'.join(loc) or '(top)'}: {err['msg']}"
+        # the override that set this field, or a section around it (the last one given wins, as in the data)
+        culprit = next((o for o in reversed(overrides) if loc and (loc[: len(o.keys)] == o.keys
+                                                                   or o.keys[: len(loc)] == loc)), None)
+        items.append(f"{item} (override {culprit.text})" if culprit else item)
+    return "; ".join(items)

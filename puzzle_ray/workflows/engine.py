@@ -52,6 +52,9 @@ class StageContext:
     inputs: dict[str, StageOutput]
     """Outputs of every stage this one depends on (transitively), by stage name."""
     mlflow_run_id: str | None = None
+    """This stage's MLflow run (None without tracking)."""
+    workflow_run_id: str | None = None
+    """The workflow's parent MLflow run, the one reviewers open (None without tracking)."""
 
     @property
     def prefix(self) -> str:
@@ -133,10 +136,12 @@ class Runner:
 
     def run(self, only: str | None = None, start: str | None = None, until: str | None = None,
             on_stage: Callable[[StageStatus], Any] | None = None,
-            stage_context: Callable[[str, str], Any] | None = None) -> dict[str, StageStatus]:
+            stage_context: Callable[[str, str], Any] | None = None,
+            workflow_run_id: str | None = None) -> dict[str, StageStatus]:
         """Run the selected stages (skipping finished ones unless forced by --from/--only).
 
-        `stage_context(name, key)` is a context manager around each stage's work that yields its MLflow run id.
+        `stage_context(name, key)` is a context manager around each stage's work that yields its MLflow run id;
+        `workflow_run_id` is the parent MLflow run the stages see as `ctx.workflow_run_id`.
         """
         chosen = self.selected(only, start, until)
         forced = set(chosen) if (only or start) else set()
@@ -157,7 +162,7 @@ class Runner:
             started = time.time()
             try:
                 with (stage_context(s.name, st.key) if stage_context else nullcontext()) as run_id:
-                    ctx = StageContext(self.config, self.store, s.name, st.key, inputs, run_id)
+                    ctx = StageContext(self.config, self.store, s.name, st.key, inputs, run_id, workflow_run_id)
                     output = s.run(ctx)
                 if not isinstance(output, s.output):
                     raise TypeError(f"stage '{s.name}' returned {type(output).__name__}, not {s.output.__name__}")

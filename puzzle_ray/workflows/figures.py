@@ -32,23 +32,29 @@ def architecture_figure(parent: PuzzleConfig, child: list[BlockConfig]):
 
     heads = parent.num_attention_heads
     layers = np.arange(len(child))
-    fig, (a, f) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(child)), 5.5), sharex=True)
+    fig, (a, f) = plt.subplots(2, 1, figsize=(max(7, 0.45 * len(child) + 2), 5.5), sharex=True)
     for ax, get, label in (
         (a, lambda b: b.attention.num_kv_heads(heads), "KV heads"),
         (f, lambda b: b.ffn.kind.size(b.ffn) or 0, "FFN width"),
     ):
-        ax.bar(layers - 0.2, [get(b) for b in parent.block_configs], 0.4, label="parent", color="lightgray")
+        parent_values = [get(b) for b in parent.block_configs]
+        ax.bar(layers - 0.2, parent_values, 0.4, label="parent", color="lightgray")
         ax.bar(layers + 0.2, [get(b) for b in child], 0.4, label="child", color="tab:blue")
+        top = max(parent_values + [1])
+        ax.set_ylim(0, top * 1.45)  # head room for the replacement names, so none is cut at the top
         for i, b in enumerate(child):
             kind = b.attention.kind if ax is a else b.ffn.kind
             if not kind.resizable:  # no bar to see: name the replacement
-                ax.text(i + 0.2, 0, str(kind), rotation=90, ha="center", va="bottom", fontsize=7)
+                ax.text(i + 0.2, top * 0.02, str(kind), rotation=90, ha="center", va="bottom", fontsize=7)
         ax.set_ylabel(label)
-        ax.legend(fontsize=8)
+        ax.margins(x=0.01)
+    # One legend above the plots, outside the axes: it hides no layer's bars.
+    handles, names = a.get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper right", ncol=2, fontsize=8, frameon=False)
     f.set_xlabel("layer")
     f.set_xticks(layers)
-    a.set_title("chosen architecture vs parent")
-    fig.tight_layout()
+    a.set_title("chosen architecture vs parent", loc="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
 
@@ -67,7 +73,7 @@ def log_architecture(run_id: str, parent: PuzzleConfig, child: list[BlockConfig]
 def log_frontier_with_choice(run_id: str, library: Library, config, best, points: int) -> None:
     """Sweep the first constraint's key over targets relative to the parent and mark the chosen solution."""
     from ..solve import SearchConfig
-    from ..solve.sweep import parse_sweep, sweep
+    from ..solve.sweep import SweepSpec, parse_sweep, sweep
 
     if not config.constraints:
         return
@@ -75,6 +81,8 @@ def log_frontier_with_choice(run_id: str, library: Library, config, best, points
     key, op, limit = first.key, "<=" if first.upper else ">=", first.upper or first.lower
     span = "100%:25%" if op == "<=" else "100%:300%"
     spec = parse_sweep(f"{key}{op}{span}", points)
+    if limit.of_parent:  # the chosen target is one of the sweep's points, so the star sits on the curve
+        spec = SweepSpec(spec.key, spec.op, sorted({*spec.limits, limit}, key=lambda x: x.value, reverse=op == "<="))
     rest = SearchConfig(**{**config.model_dump(), "constraints": config.constraints[1:], "num_solutions": 1})
     try:
         frontier = sweep(library, rest, spec, show_progress=False)

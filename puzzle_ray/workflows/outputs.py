@@ -7,8 +7,19 @@ change without a stage version bump: records of finished stages are read by late
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
+
+
+def _numbers(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite numbers of `values` (booleans as 0 / 1), under MLflow-safe metric names."""
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, (bool, int, float)) and math.isfinite(float(v)):
+            out[re.sub(r"[^0-9A-Za-z_\-./ :]", "_", f"{prefix}{k}")] = float(v)
+    return out
 
 
 @dataclass(frozen=True)
@@ -22,6 +33,10 @@ class StageOutput:
     def from_json(cls, data: dict[str, Any]) -> StageOutput:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def key_figures(self) -> dict[str, float]:
+        """The numbers a reviewer wants on the stage's MLflow run (default: the numeric fields)."""
+        return _numbers(self.to_json())
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,14 @@ class LibraryRef(StageOutput):
 
     library: str
     """Store prefix of `block_library.json` + `library_meta.json`."""
+    entries: int | None = None
+    """(layer, variant) entries in the record (None in records of older runs)."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if data["entries"] is None:  # records of older runs keep their layout exactly
+            del data["entries"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,9 @@ class CheckOutput(StageOutput):
     smallest: dict[str, Any]
     """Costs of the smallest such architecture (by parameters)."""
 
+    def key_figures(self) -> dict[str, float]:
+        return _numbers({"feasible": self.feasible}) | _numbers(self.smallest, "smallest.")
+
 
 @dataclass(frozen=True)
 class SolveOutput(StageOutput):
@@ -92,6 +118,9 @@ class SolveOutput(StageOutput):
     """The batch size it was solved at (None when the library knows no batch size)."""
     status: str
     """The solver's status for it."""
+
+    def key_figures(self) -> dict[str, float]:
+        return _numbers({"objective": self.objective, "batch_size": self.batch_size}) | _numbers(self.costs, "costs.")
 
 
 @dataclass(frozen=True)
@@ -112,6 +141,9 @@ class EvaluateOutput(StageOutput):
 
         return EvalReport.from_json(self.report)
 
+    def key_figures(self) -> dict[str, float]:
+        return {}  # the evaluation logs every figure itself (`EvalReport.log_to_mlflow`)
+
 
 @dataclass(frozen=True)
 class PublishOutput(StageOutput):
@@ -121,6 +153,9 @@ class PublishOutput(StageOutput):
     """`models:/<name>@<alias>` of the registered child."""
     version: str | None = None
     """The registered model version."""
+
+    def key_figures(self) -> dict[str, float]:
+        return {"version": float(self.version)} if self.published and str(self.version).isdigit() else {}
 
     def to_json(self) -> dict[str, Any]:
         return super().to_json() if self.published else {"published": False}

@@ -55,6 +55,10 @@ def publish_dir(ctx: StageContext, build) -> Path:
     return tmp
 
 
+def _entries(library: Library) -> int:
+    return sum(len(layer) for layer in library.layers)
+
+
 def _file_stats(path: Path | None) -> list | None:
     """Names, sizes and times of a parent folder's files: a cheap stand-in for its content (None if absent)."""
     if path is None or not Path(path).exists():
@@ -113,8 +117,7 @@ def run_library(ctx: StageContext) -> LibraryOutput:
     parent: ParentOutput = ctx.inputs["parent"]
     result = build_library(parent.model_dir, cfg.search_space, cfg.bld, BLDData.from_tokens(tokens(ctx), cfg.bld),
                            ctx.store, mlflow_run_id=ctx.mlflow_run_id)
-    entries = sum(len(layer) for layer in result.library.layers)
-    return LibraryOutput(library=result.key, entries=entries, reused=result.reused)
+    return LibraryOutput(library=result.key, entries=_entries(result.library), reused=result.reused)
 
 
 def run_score(ctx: StageContext) -> ScoreOutput:
@@ -128,7 +131,7 @@ def run_score(ctx: StageContext) -> ScoreOutput:
     scored.write(ctx.store, ctx.prefix)
     if ctx.mlflow_run_id:
         log_library_heatmap(ctx.mlflow_run_id, scored, "metrics", cfg.score.metrics[0])
-    return ScoreOutput(library=ctx.prefix)
+    return ScoreOutput(library=ctx.prefix, entries=_entries(scored))
 
 
 def run_measure(ctx: StageContext) -> MeasureOutput:
@@ -145,7 +148,7 @@ def run_measure(ctx: StageContext) -> MeasureOutput:
     measured = measure_library(skeleton_library(parent, blocks), parent, cfg.measure.scenario, cfg.measure.measure,
                                ctx.store)
     measured.write(ctx.store, ctx.prefix)
-    return MeasureOutput(library=ctx.prefix)
+    return MeasureOutput(library=ctx.prefix, entries=_entries(measured))
 
 
 def run_check(ctx: StageContext) -> CheckOutput:
@@ -190,7 +193,9 @@ def run_realize(ctx: StageContext) -> ModelOutput:
 
     solved: SolveOutput = ctx.inputs["solve"]
     library = Library.read(ctx.store, solved.library)
-    model_dir = publish_dir(ctx, lambda out: realize(library, solved.chosen, ctx.store, out, overwrite=True))
+    cfg: WorkflowConfig = ctx.config
+    model_dir = publish_dir(ctx, lambda out: realize(library, solved.chosen, ctx.store, out, overwrite=True,
+                                                     search=cfg.search, name=cfg.publish.registered_name))
     return ModelOutput(model_dir=str(model_dir))
 
 
@@ -213,6 +218,9 @@ def run_evaluate(ctx: StageContext) -> EvaluateOutput:
         report = evaluate(ctx.inputs["parent"].model_dir, ctx.inputs["distill"].model_dir, tokens(ctx).validation,
                           cfg.measure.scenario, cfg.evaluate, library=library, mlflow_run_id=ctx.mlflow_run_id,
                           out_dir=Path(out_dir))
+    from ..arch.card import refresh_card
+
+    refresh_card(ctx.inputs["distill"].model_dir, report)  # the child's README.md gets its evaluation table
     ctx.store.write_json(f"{ctx.prefix}/eval_report.json", report.to_json())
     ctx.store.write_bytes(f"{ctx.prefix}/eval_report.md", report.to_markdown().encode())
     return EvaluateOutput(report=report.to_json())
@@ -226,7 +234,7 @@ def run_publish(ctx: StageContext) -> PublishOutput:
         return PublishOutput(published=False)
     evaluated: EvaluateOutput = ctx.inputs["evaluate"]
     published = publish(ctx.inputs["distill"].model_dir, cfg.publish.registered_name, cfg.publish.alias,
-                        evaluated.eval_report, run_id=ctx.mlflow_run_id)
+                        evaluated.eval_report, run_id=ctx.mlflow_run_id, source_run_id=ctx.workflow_run_id)
     return PublishOutput(published=True, model_uri=published.model_uri, version=published.version)
 
 
