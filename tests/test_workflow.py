@@ -116,9 +116,9 @@ def test_the_workflow_run_a_reviewer_opens_carries_the_result(micro_run, mlflow_
     assert not any(k.startswith("kl_from_parent_") for k in metrics)  # no "retention" of a divergence
     description = tags["mlflow.note.content"]
     assert description.startswith("# micro: Puzzle child vs parent") and "decode throughput at batch 2" in description
-    version = client.get_model_version_by_alias("micro-child", "candidate")
+    # (the alias may since have moved to a later run's version: other tests re-run publish on this store)
     assert tags["puzzle_ray.registered_model"] == "models:/micro-child@candidate"
-    assert tags["puzzle_ray.registered_version"] == str(version.version)
+    version = client.get_model_version("micro-child", tags["puzzle_ray.registered_version"])
     assert version.run_id == run.info.run_id  # the registered version's source is the workflow run
     stages = {r.data.tags["puzzle_ray.stage"]: r for r in runs
               if r.data.tags.get("mlflow.parentRunId") == run.info.run_id}
