@@ -52,6 +52,20 @@ class _Console(Console):
         return not self.is_terminal and not self.is_jupyter
 
 
+def fmt_number(x) -> str:
+    """A figure for tables and cards: blank for None, "n/a" for NaN / inf, thousands separators for large
+    integers, else 4 significant digits."""
+    import math
+
+    if x is None:
+        return ""
+    if isinstance(x, float) and not math.isfinite(x):
+        return "n/a"
+    if isinstance(x, int) or (abs(x) >= 1000 and float(x).is_integer()):
+        return f"{int(x):,}"
+    return f"{x:.4g}"
+
+
 def make_console(**kwargs) -> Console:
     """A console of the project's kind (wide when not writing to a terminal); kwargs as rich's Console."""
     return _Console(**kwargs)

@@ -15,6 +15,8 @@ report is read through its `rows`, `notes` and `scenario` only.)
 
 from __future__ import annotations
 
+from ..ui import fmt_number
+
 import importlib.metadata
 import json
 import math
@@ -570,14 +572,7 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def _fmt(x) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, float) and not math.isfinite(x):
-        return "n/a"
-    if isinstance(x, int) or (abs(x) >= 1000 and float(x).is_integer()):
-        return f"{int(x):,}"
-    return f"{x:.4g}"
+_fmt = fmt_number  # one number format for reports, summaries and cards (puzzle_ray/ui.py)
 
 
 def format_count(n: int) -> str:

@@ -3,6 +3,8 @@ JSON and as a Markdown table, and logged to MLflow with the same numbers."""
 
 from __future__ import annotations
 
+from ..ui import fmt_number
+
 import json
 import math
 import re
@@ -190,11 +192,4 @@ def _metric_name(metric: str) -> str:
     return re.sub(r"[^0-9A-Za-z_\-./ ]", "_", metric.replace("@", "_at_"))
 
 
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, float) and not math.isfinite(x):
-        return "n/a"
-    if isinstance(x, int) or (abs(x) >= 1000 and float(x).is_integer()):
-        return f"{int(x):,}"
-    return f"{x:.4g}"
+_fmt = fmt_number  # one number format for reports, summaries and cards (puzzle_ray/ui.py)
