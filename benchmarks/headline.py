@@ -6,10 +6,13 @@
 
 For every target decode-throughput speed-up, children are built by
   puzzle   the workflow's own stages, the target as the MIP constraint `stats.decode_ms<=(1/target)*parent`
+  hybrid   the same MIP after hybrid BLD: decoupled BLD, then coupled BLD on the variants the decoupled MIP
+           chose at the targets (the same BLD token total as puzzle's; puzzle_ray.baselines.hybrid)
   uniform  one FFN width and KV-head count in every layer (the largest meeting the target), pruned from the
            parent by channel contribution and KV-head pooling, no BLD (Minitron-style)
   depth    whole layers removed, least block influence first, until the target is met (ShortGPT-style)
   greedy   the best objective-per-ms single-layer changes over Puzzle's library, until the target is met
+  noop     the same MIP over the parent's blocks with attention and/or FFN removed only (no BLD)
   random   random architectures from Puzzle's library whose predicted speed is within the target's band
 and every method is held to the same cost model: the MIP's sum of measured per-block decode times. Every child
 then gets the same GKD (workflow `distill` section: same tokens, same config) and the same evaluation (workflow
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,21 +103,17 @@ class Headline:
         from puzzle_ray.data import open_token_cache
         from puzzle_ray.library.build import BLDData
         from puzzle_ray.library.record import Library
-        from puzzle_ray.workflows.engine import Runner
 
-        shared = [s for s in self.stages if s.name in SHARED_STAGES]
-        runner = Runner(shared, self.workflow, self.store)
         with phase("shared stages: " + ", ".join(SHARED_STAGES)):
-            runner.run(stage_context=self.stage_context(self.run_id, "shared/"))
-        self.outputs = {name: st.output for name, st in runner.status.items()}
-        self.keys = runner.keys
+            self.outputs, self.keys = self.library_stages(self.workflow, "shared/")
         self.parent_dir = Path(self.outputs["parent"].model_dir)
         self.parent_fp = fingerprint(self.parent_dir)
         self.parent_config = load_puzzle_config(self.parent_dir)
         self.tokens = open_token_cache(self.outputs["parent"].tokens)
         measured = Library.read(self.store, self.outputs["measure"].library)
         # scores + measured costs: the MIP's input, and greedy's and random's
-        self.library = Library.read(self.store, self.outputs["score"].library).with_costs(measured)
+        self.library = self.scored_library(self.outputs)
+        self._hybrid, self.hybrid_tokens = None, {}
         self.uniform_grid = []
         if "uniform" in self.config.methods:
             self.uniform_grid = uniform_candidates(self.parent_config, self.workflow.search_space.round_to)
@@ -136,6 +137,32 @@ class Headline:
                 batches = BLDData.from_tokens(self.tokens, self.workflow.bld).calibration()
                 self.calibration = calibrate_parent(parent, batches)
                 self.parent_model = parent
+
+    def library_stages(self, workflow, prefix: str):
+        """Run (or reuse) parent, measure, library and score for `workflow`: (stage outputs, stage keys)."""
+        from puzzle_ray.workflows.engine import Runner
+
+        runner = Runner([s for s in self.stages if s.name in SHARED_STAGES], workflow, self.store)
+        runner.run(stage_context=self.stage_context(self.run_id, prefix))
+        return {name: st.output for name, st in runner.status.items()}, runner.keys
+
+    def scored_library(self, outputs):
+        """The score stage's library with the measure stage's costs: the MIP's input."""
+        from puzzle_ray.library.record import Library
+
+        measured = Library.read(self.store, outputs["measure"].library)
+        return Library.read(self.store, outputs["score"].library).with_costs(measured)
+
+    def mip_solutions(self, library, target: float, num_solutions: int = 1) -> list:
+        """The workflow's MIP over `library` at `target` (its objective and settings); [] when infeasible."""
+        from puzzle_ray.solve import InfeasibleError, SearchConfig, search
+
+        config = SearchConfig(**{**self.workflow.search.model_dump(), "constraints": [constraint(target)],
+                                 "num_solutions": num_solutions, "use_ray": False})
+        try:
+            return search(library, config).solutions
+        except InfeasibleError:
+            return []
 
     # -- one row --------------------------------------------------------------------------------------------
     def row(self, target: float, method: str, label: str, choose, tags: dict | None = None):
@@ -270,23 +297,27 @@ class Headline:
 
         return self.pruned(target, "depth", "depth (block influence)", pick)
 
-    def from_library(self, target: float, method: str, label: str, pick, tags: dict | None = None):
-        """A child assembled from Puzzle's library (greedy, random): `pick()` -> (variant names, note)."""
+    def from_library(self, target: float, method: str, label: str, pick, tags: dict | None = None,
+                     library=None):
+        """A child assembled from a library (Puzzle's unless `library`, a (Library, stored key) pair, is given:
+        greedy, no-op only, random, hybrid): `pick()` -> (variant names, note)."""
         from puzzle_ray.baselines.stored import stored_model
         from puzzle_ray.configs import content_hash
         from puzzle_ray.library.realize import realize
+
+        lib, lib_key = library or (self.library, self.outputs["library"].library)
 
         def choose(result, run_id):
             chosen, note = pick()
             if chosen is None:
                 result.note = note
                 return
-            blocks = [self.library.layers[i][n].block_config for i, n in enumerate(chosen)]
+            blocks = [lib.layers[i][n].block_config for i, n in enumerate(chosen)]
             result.architecture = self.describe(blocks)
             result.predicted_speedup = self.costs.speedup(blocks)
-            key = content_hash({"method": "library", "library": self.outputs["library"].library, "chosen": chosen})
+            key = content_hash({"method": "library", "library": lib_key, "chosen": chosen})
             child = stored_model(self.store, key,
-                                 lambda folder: realize(self.library, chosen, self.store, folder, overwrite=True))
+                                 lambda folder: realize(lib, chosen, self.store, folder, overwrite=True))
             self.distil_and_evaluate(result, child, run_id)
 
         return self.row(target, method, label, choose, tags)
@@ -299,6 +330,68 @@ class Headline:
             return chosen, None if chosen else f"greedy changes cannot reach {target:g}x"
 
         return self.from_library(target, "greedy", "greedy (layer-wise)", pick)
+
+    def noop(self, target: float):
+        from puzzle_ray.baselines.noop import noop_only
+
+        def pick():
+            solutions = self.mip_solutions(noop_only(self.library), target)
+            if not solutions:
+                return None, f"removing attention and FFN sub-blocks does not reach {target:g}x"
+            return solutions[0].chosen, None
+
+        return self.from_library(target, "noop", "no-op only (MIP)", pick)
+
+    def hybrid_library(self):
+        """(scored library with costs, library key) of the hybrid BLD, built once for every target: decoupled BLD
+        on the whole space with part of the tokens, the decoupled MIP's diverse solutions at every target, then
+        coupled BLD of those solutions' variants with the rest (`puzzle_ray.baselines.hybrid`)."""
+        from puzzle_ray.baselines.hybrid import coupled_space, space_units, split_budget
+        from puzzle_ray.ui import console
+
+        if self._hybrid is not None:
+            return self._hybrid
+        from puzzle_ray.library.build import BLDData
+
+        w, c = self.workflow, self.config
+        step = w.bld.micro_batch_size * BLDData.from_tokens(self.tokens, w.bld).seq_len  # tokens per BLD step
+        units_d = space_units(w.search_space, self.parent_config, "decoupled")
+        tokens_d, _ = split_budget(w.bld.token_budget, step, c.hybrid_coupled_fraction, units_d, units_d)
+        decoupled = w.model_copy(update={"name": f"{w.name}-hybrid-decoupled",
+                                         "bld": w.bld.model_copy(update={"token_budget": tokens_d})})
+        with phase(f"hybrid: decoupled BLD, {tokens_d:,} tokens for each of {units_d} units"):
+            outputs_d, _ = self.library_stages(decoupled, "hybrid/decoupled/")
+        library_d = self.scored_library(outputs_d)
+        solutions = [s.chosen for t in c.targets for s in self.mip_solutions(library_d, t, c.hybrid_solutions)]
+        space = coupled_space(library_d, solutions, self.parent_config, w.search_space.round_to)
+        units_c = space_units(space, self.parent_config, "coupled")
+        _, tokens_c = split_budget(w.bld.token_budget, step, c.hybrid_coupled_fraction, units_d, units_c)
+        self.hybrid_tokens = {"hybrid_decoupled_tokens_per_unit": tokens_d, "hybrid_decoupled_units": units_d,
+                              "hybrid_coupled_tokens_per_unit": tokens_c, "hybrid_coupled_units": units_c,
+                              "hybrid_bld_tokens": tokens_d * units_d + tokens_c * units_c,
+                              "puzzle_bld_tokens": w.bld.token_budget * units_d}
+        for k, v in self.hybrid_tokens.items():
+            self.client.log_param(self.run_id, k, v)
+        console.log(f"hybrid: {len(solutions)} decoupled solutions -> {units_c} coupled units; BLD tokens "
+                    f"{self.hybrid_tokens['hybrid_bld_tokens']:,} in all (Puzzle's: "
+                    f"{self.hybrid_tokens['puzzle_bld_tokens']:,})")
+        coupled = w.model_copy(update={"name": f"{w.name}-hybrid-coupled", "search_space": space,
+                                       "bld": w.bld.model_copy(update={"mode": "coupled", "token_budget": tokens_c})})
+        with phase(f"hybrid: coupled BLD, {tokens_c:,} tokens for each of {units_c} units"):
+            outputs_c, _ = self.library_stages(coupled, "hybrid/coupled/")
+        self._hybrid = (self.scored_library(outputs_c), outputs_c["library"].library)
+        return self._hybrid
+
+    def hybrid(self, target: float):
+        library = self.hybrid_library()
+
+        def pick():
+            solutions = self.mip_solutions(library[0], target)
+            if not solutions:
+                return None, f"the MIP over the hybrid's coupled library finds no architecture meeting {target:g}x"
+            return solutions[0].chosen, None
+
+        return self.from_library(target, "hybrid", "Puzzle (hybrid BLD)", pick, library=library)
 
     def random(self, target: float) -> list:
         from puzzle_ray.baselines.random_search import NoRandomArchitecture, random_architecture
@@ -358,6 +451,13 @@ def setup_lines(h: Headline) -> list[str]:
         f"Random architectures: {h.config.random_samples} per target, predicted decode time within "
         f"[{h.config.random_band:g} x budget, budget]; seed {h.config.seed}",
     ]
+    if h.hybrid_tokens:
+        t = h.hybrid_tokens
+        lines.append(
+            f"Hybrid BLD: decoupled {t['hybrid_decoupled_tokens_per_unit']:,} tokens x {t['hybrid_decoupled_units']} "
+            f"units, then coupled {t['hybrid_coupled_tokens_per_unit']:,} tokens x {t['hybrid_coupled_units']} "
+            f"pairs (the variants of the decoupled MIP's {h.config.hybrid_solutions} diverse solutions per target) "
+            f"= {t['hybrid_bld_tokens']:,} tokens; Puzzle's decoupled BLD: {t['puzzle_bld_tokens']:,}")
     return lines
 
 
@@ -366,6 +466,7 @@ def run_headline(config, workflow):
     import mlflow
     from mlflow import MlflowClient
 
+    from puzzle_ray.baselines.figure import headline_figure
     from puzzle_ray.baselines.report import HeadlineReport, machine_info
     from puzzle_ray.cluster import connect
     from puzzle_ray.workflows.preflight import preflight
@@ -401,6 +502,8 @@ def run_headline(config, workflow):
             title = f"Headline benchmark: Puzzle vs. simpler compression at equal speed ({workflow.name})"
             report = HeadlineReport(title, results, machine, setup_lines(h))
             text = report.markdown()
+            figure = headline_figure(results, Path(tempfile.mkdtemp()) / "headline.png", title)
+            mlflow.log_artifact(str(figure))
             mlflow.log_text(text, "headline.md")
             mlflow.log_table(table_columns(results), "headline_table.json")
             mlflow.log_metric("wall_s", machine["wall_s"])
@@ -409,6 +512,7 @@ def run_headline(config, workflow):
         client.set_terminated(run.info.run_id, "FINISHED" if ok else "FAILED")
     if config.results is not None:
         config.results.write_text(text)
+        shutil.copyfile(figure, config.results.with_suffix(".png"))
     return report
 
 

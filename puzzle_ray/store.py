@@ -8,33 +8,32 @@ a small JSON record last.
 
 from __future__ import annotations
 
-import fcntl
+import hashlib
 import io
 import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import torch
+from filelock import FileLock, Timeout
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 
 @contextmanager
 def exclusive_lock(lock_file: str | Path) -> Iterator[None]:
-    """An exclusive POSIX advisory lock on a local file, released when the holder exits, even by a crash."""
-    with open(lock_file, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """An exclusive OS lock on a local file (filelock: flock on POSIX), released when the holder exits, even by
+    a crash."""
+    with FileLock(str(lock_file)):
+        yield
 
 
 def _umask() -> int:
@@ -92,6 +91,18 @@ class StoreError(OSError):
     """The artifact store cannot be used (missing, not writable, bad URL); the message names the URL."""
 
 
+class CorruptRecord(ValueError):
+    """A stored JSON record that does not parse (e.g. truncated by a full disk); the message names it."""
+
+
+class CorruptArtifact(ValueError):
+    """A stored file whose bytes no longer match the digest recorded when it was written; the message names it."""
+
+
+WRITER_LOCK, WRITER_INFO = ".writer.lock", ".writer.json"
+"""The store's writer lock (local stores) and who holds it (JSON: workflow, pid, host, since)."""
+
+
 class ArtifactStore:
     def __init__(self, url: str | Path):
         self.url = str(url).rstrip("/")
@@ -116,6 +127,55 @@ class ArtifactStore:
     def uri(self, key: str) -> str:
         """A full URL for `key`, e.g. to log in MLflow."""
         return f"{self.url}/{key}"
+
+    @contextmanager
+    def writer(self, owner: dict[str, Any], on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold the store's writer lock for the block: one workflow run per store at a time.
+
+        A second run waits for the first, told (through `on_wait`) who holds the lock. Local stores use an OS
+        file lock, which a killed holder releases; object stores get a marker created atomically where the
+        filesystem supports exclusive creation (a marker left by a killed driver must then be deleted by hand:
+        the message names it)."""
+        info = json.dumps({**owner, "pid": os.getpid(), "host": os.uname().nodename, "since": time.time()})
+        if self.is_local:
+            self.fs.makedirs(self.root, exist_ok=True)
+            lock = FileLock(self.path(WRITER_LOCK))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                if on_wait:
+                    on_wait(f"artifact store {self.url} is in use by {self._holder()}; waiting for it to finish")
+                lock.acquire()
+            try:
+                self.write_bytes(WRITER_INFO, info.encode())
+                yield
+            finally:
+                lock.release()
+            return
+        marker = self.path(WRITER_INFO)
+        while True:
+            try:
+                with self.fs.open(marker, "xb") as f:
+                    f.write(info.encode())
+                break
+            except FileExistsError:
+                if on_wait:
+                    on_wait(f"artifact store {self.url} is in use by {self._holder()} (if no run holds it, delete "
+                            f"{self.uri(WRITER_INFO)}); waiting")
+                    on_wait = None
+                time.sleep(10)
+        try:
+            yield
+        finally:
+            self.fs.rm(marker)
+
+    def _holder(self) -> str:
+        try:
+            h = json.loads(self.read_bytes(WRITER_INFO))
+            return (f"{h.get('workflow', '?')} (pid {h.get('pid')} on {h.get('host')}, since "
+                    f"{time.strftime('%H:%M:%S', time.localtime(h.get('since', 0)))})")
+        except (OSError, ValueError):
+            return "another run"
 
     def check_writable(self) -> None:
         """Raise `StoreError` now, before any expensive work, if we cannot write here."""
@@ -165,15 +225,28 @@ class ArtifactStore:
         self.write_bytes(key, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
 
     def read_json(self, key: str) -> Any:
-        return json.loads(self.read_bytes(key))
+        """The JSON document at `key`; a damaged one raises `CorruptRecord` naming it."""
+        try:
+            return json.loads(self.read_bytes(key))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CorruptRecord(f"{self.uri(key)}: not valid JSON ({e})") from None
 
     # -- tensors -------------------------------------------------------------------------------------------
-    def write_tensors(self, key: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    def write_tensors(self, key: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+        """Write a safetensors file; returns the SHA-256 of its bytes, for the record that names it."""
         tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        self.write_bytes(key, save_safetensors(tensors, metadata=metadata))
+        data = save_safetensors(tensors, metadata=metadata)
+        self.write_bytes(key, data)
+        return hashlib.sha256(data).hexdigest()
 
-    def read_tensors(self, key: str) -> dict[str, torch.Tensor]:
-        return load_safetensors(self.read_bytes(key))
+    def read_tensors(self, key: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
+        """The tensors at `key`; with `sha256` (from the record that names the file) the bytes are checked first,
+        and a file changed since it was written raises `CorruptArtifact` naming it."""
+        data = self.read_bytes(key)
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise CorruptArtifact(f"{self.uri(key)}: its content changed after it was written (SHA-256 mismatch); "
+                                  "delete it and run the stage that wrote it again")
+        return load_safetensors(data)
 
     def write_torch(self, key: str, obj: Any) -> None:
         """Optimiser states and other nested tensor structures (read back with weights_only=True)."""

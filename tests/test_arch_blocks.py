@@ -89,6 +89,34 @@ def test_null_valued_nvidia_keys_are_accepted():
     assert config([block]).block_configs[0].attention.n_heads_in_group == 2
 
 
+# Every key NVIDIA's DeciLM code writes per sub-block of a checkpoint it saves, at the value it writes by default.
+NVIDIA_ATTENTION = {"n_heads_in_group": 8, "no_op": False, "replace_with_linear": False, "sparsify": None,
+                    "weights_precision": "bf16", "window_length": None, "num_sink_tokens": None,
+                    "unshifted_sink": False, "use_prefill_window_in_sink_attention": False, "llama4": None,
+                    "mamba": None}
+NVIDIA_FFN = {"ffn_mult": 1.3125, "no_op": False, "replace_with_linear": False, "sparsify": None,
+              "weights_precision": "bf16", "gated": True, "hidden_act": "silu", "moe": None}
+
+
+def test_checkpoints_written_by_nvidia_code_are_read():
+    blocks = [{"attention": NVIDIA_ATTENTION, "ffn": NVIDIA_FFN, "parallel_blocks": None},
+              {"attention": {**NVIDIA_ATTENTION, "n_heads_in_group": None, "no_op": True},
+               "ffn": {**NVIDIA_FFN, "ffn_mult": None, "no_op": True}, "parallel_blocks": None}]
+    cfg = PuzzleConfig(hidden_size=64, num_attention_heads=8, num_hidden_layers=2, block_configs=blocks)
+    assert cfg.block_configs[0].attention.n_heads_in_group == 8 and cfg.block_configs[1].attention.no_op
+
+
+@pytest.mark.parametrize("part, key, value", [
+    ("attention", "window_length", 4096), ("attention", "weights_precision", "fp8"), ("attention", "llama4", {}),
+    ("ffn", "moe", {"num_experts": 8}), ("ffn", "hidden_act", "gelu"), ("ffn", "gated", False),
+])
+def test_nvidia_features_we_do_not_implement_are_refused_by_name(part, key, value):
+    block = {"attention": dict(NVIDIA_ATTENTION), "ffn": dict(NVIDIA_FFN)}
+    block[part][key] = value
+    with pytest.raises(BlockConfigError, match=rf"block_configs\[0\]\.{part}\.{key}=.*not supported"):
+        PuzzleConfig(hidden_size=64, num_attention_heads=8, num_hidden_layers=1, block_configs=[block])
+
+
 def test_to_dict_round_trips():
     cfg = config([{"attention": {"n_heads_in_group": 2}, "ffn": {"intermediate_size": 300}},
                   {"attention": {"no_op": True}, "ffn": {"replace_with_linear": True}}])

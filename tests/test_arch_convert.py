@@ -73,3 +73,31 @@ def test_sliding_window_parent_is_rejected():
 def test_missing_parent_dir_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         convert_from_hf(tmp_path / "nope")
+
+
+class _RunsCode:
+    """Pickles as a call of os.system: what a malicious .bin checkpoint carries."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_checkpoint_with_code_is_refused_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    model = tiny_llama()
+    model.config.save_pretrained(tmp_path / "evil")
+    marker = tmp_path / "code-ran"
+    torch.save({**model.state_dict(), "extra": _RunsCode(marker)}, tmp_path / "evil" / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"refused its pickle checkpoint.*GLOBAL posix\.system"):
+        convert_from_hf(tmp_path / "evil")
+    res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "convert", str(tmp_path / "evil"),
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "refused its pickle checkpoint" in res.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()

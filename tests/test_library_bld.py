@@ -1,6 +1,8 @@
 """Blockwise local distillation on Ray actors: training, determinism across actor counts, fault tolerance."""
 
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 import ray
@@ -11,7 +13,7 @@ from puzzle_ray.library.config import BLDConfig
 from puzzle_ray.library.space import VariantSpace, expand
 from puzzle_ray.store import ArtifactStore, StoreError
 
-from .library_fixtures import export_tiny_parent, random_data
+from .library_fixtures import SEQ, export_tiny_parent, random_data
 
 SPACE = VariantSpace(attention=[1, "linear", "no_op"], ffn=[0.5, "linear", "no_op"], round_to=32)
 BLD = dict(token_budget=4 * 32 * 24, micro_batch_size=4, checkpoint_every=4, calibration_batches=2, eval_batches=2,
@@ -101,6 +103,53 @@ def test_killed_actor_resumes_from_checkpoint(one_actor, parent_dir, tmp_path):
             assert y == pytest.approx(x, rel=1e-4, abs=1e-7), name
 
 
+class DriverKilled(Exception):
+    pass
+
+
+def test_fresh_driver_resumes_actors_at_uneven_checkpoints_exactly(one_actor, parent_dir, tmp_path):
+    """A driver dies when one actor has written a later checkpoint than the other; the next driver's new actors
+    each restore their own latest checkpoint, so it must bring them to one common step before training on.
+    Otherwise the actor that is ahead trains on the steps it has already seen (wrong weights, exit code 0)."""
+    import json
+
+    def step8():
+        return sorted(p for p in tmp_path.rglob("ckpt/*") if (p / "step_00000008" / "state.json").exists())
+
+    def die(step, actors):
+        if step == 10:
+            deadline = time.time() + 120
+            while len(step8()) < 2 and time.time() < deadline:  # both actors past step 8's checkpoint
+                time.sleep(0.2)
+            raise DriverKilled
+
+    store = ArtifactStore(tmp_path)
+    with pytest.raises(DriverKilled):
+        build_library(parent_dir, SPACE, BLDConfig(num_actors=2, **BLD), random_data(), store, on_step=die)
+    folders = step8()
+    assert len(folders) == 2, "both actors should have checkpointed step 8"
+    shutil.rmtree(folders[1] / "step_00000008")  # the second actor had not written step 8 yet: 8 against 4
+
+    result = build_library(parent_dir, SPACE, BLDConfig(num_actors=2, **BLD), random_data(), store)
+    assert result.restored_from and min(s for steps in result.restored_from.values() for s in steps) == 4
+    losses = json.loads((tmp_path / result.key / "losses.json").read_text())
+    total = BLD["token_budget"] // (BLD["micro_batch_size"] * SEQ)
+    for uid, history in losses.items():
+        assert [step for step, _ in history] == list(range(1, total + 1)), uid  # every step once, in order
+    for a, b in zip(one_actor[0].library.layers, result.library.layers):
+        for name in a:
+            x, y = a[name].extra["bld"]["nmse_final"], b[name].extra["bld"]["nmse_final"]
+            assert y == pytest.approx(x, rel=1e-4, abs=1e-7), name
+
+
+def test_common_step_of_kept_checkpoints():
+    from puzzle_ray.library.build import common_step
+
+    assert common_step([[0, 4, 8], [0, 4]]) == 4
+    assert common_step([[0, 8, 12], [0, 4, 8]]) == 8
+    assert common_step([[0, 4], []]) == -1 and common_step([]) == -1
+
+
 def test_unwritable_store_is_rejected_before_training(parent_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -158,6 +207,28 @@ def test_realize_cli_assembles_the_chosen_child(one_actor, tmp_path):
                           "--solution", str(tmp_path / "solution.json"), "--rank", "3", str(tmp_path / "c2")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "holds 1 solution" in bad.stderr
+
+
+def test_a_changed_library_weight_file_is_named_not_realised(one_actor, tmp_path):
+    """64 bytes changed inside a stored weight file (a disk error, a bad copy): assembling a child refuses it."""
+    import shutil as sh
+
+    from puzzle_ray.library.realize import realize
+    from puzzle_ray.store import CorruptArtifact
+
+    result, store = one_actor
+    copy = ArtifactStore(tmp_path / "store")
+    sh.copytree(store.root, copy.root)
+    entry = result.library.layers[1]["attention=no_op ffn=64"]
+    assert entry.extra["weights_sha256"]["ffn"]  # recorded when BLD wrote the file
+    path = Path(copy.path(entry.extra["weights"]["ffn"]))
+    data = bytearray(path.read_bytes())
+    data[-64:] = bytes(64)  # inside the tensor data, past the safetensors header
+    path.write_bytes(bytes(data))
+    chosen = ["attention=kv2 ffn=128", "attention=no_op ffn=64", "attention=kv2 ffn=128", "attention=kv2 ffn=128"]
+    with pytest.raises(CorruptArtifact, match=rf"{path.name}: its content changed after it was written"):
+        realize(result.library, chosen, copy, tmp_path / "child")
+    assert not (tmp_path / "child").exists()
 
 
 def test_every_phase_shows_progress_in_its_unit(ray_cluster, parent_dir, tmp_path, monkeypatch):

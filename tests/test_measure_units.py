@@ -133,6 +133,9 @@ def test_block_stats_compose_sub_blocks_and_follow_the_contract():
         ((a + f) * 4 + 5 * 16 * stats["kv_bytes_per_token"]) / MIB
     )
     assert stats["memory_mib"] == stats["by_batch"]["2"]["memory_mib"]  # flat keys = first batch size
+    from puzzle_ray.measure.results import BLOCK_STATS
+
+    assert set(stats) - {"by_batch", "fits"} == BLOCK_STATS  # what the pre-flight lets a search name
     nothing = m.block_stats(NO_OP_BLOCK)
     assert nothing["runtime_ms"] == 0 and nothing["memory_mib"] == 0 and nothing["num_params"] == 0
 

@@ -157,6 +157,9 @@ def test_cli_pcw_generate(model_dir, tmp_path):
     assert "2 windows" in res.output
     res = runner.invoke(app, args[:4] + [str(tmp_path / "missing.txt")] + args[5:])
     assert res.exit_code == 2 and "missing.txt: no such file" in res.output
+    (tmp_path / "empty.txt").write_text("\n")
+    res = runner.invoke(app, args[:4] + [str(tmp_path / "empty.txt")] + args[5:])
+    assert res.exit_code == 2 and "empty.txt: the file is empty" in res.output
 
 
 def test_cli_pcw_eval(model_dir, data, tmp_path):
@@ -171,3 +174,7 @@ def test_cli_pcw_eval(model_dir, data, tmp_path):
     assert "PCW accuracy" in res.output and set(json.loads(out.read_text())["windows"]) == {"1", "2"}
     res = CliRunner().invoke(app, ["pcw-eval", "--model", str(model_dir), "--no-mlflow"])
     assert res.exit_code == 2 and "exactly one data source" in res.output
+    for bad in ("", "1,,2", "0", "two"):  # never silently the default
+        res = CliRunner().invoke(app, ["pcw-eval", "--model", str(model_dir), "--train", str(train), "--test",
+                                       str(test), "--windows", bad, "--no-mlflow"])
+        assert res.exit_code == 2 and f"--windows {bad!r}: expected positive window counts" in res.output, bad

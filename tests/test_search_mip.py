@@ -159,3 +159,28 @@ def test_time_limit_without_a_solution_is_reported_not_hidden():
     config = SearchConfig(constraints=["stats.memory_mib<=0.6*parent", "throughput>=1.6*parent"], time_limit_s=0.001)
     with pytest.raises(InfeasibleError, match="no solution found \\(HiGHS status: time_limit\\)"):
         search(lib, config)
+
+
+def test_dominated_variants_are_left_out_of_single_solution_solves():
+    from puzzle_ray.solve.dominance import undominated
+    from puzzle_ray.solve.mip import solve_mip
+    from puzzle_ray.solve.problem import build_problem
+
+    lib = random_library(num_layers=6, max_variants=6, seed=0)
+    config = SearchConfig(constraints=["stats.memory_mib<=0.8*parent"])
+    problem = build_problem(lib, config, None)
+    keep = undominated(problem, problem.rows)
+    mem, kl = problem.values["stats.memory_mib"], problem.objective
+    for i in range(problem.num_layers):
+        cols = range(problem.offsets[i], problem.offsets[i + 1])
+        kept = [c for c in cols if c in keep]
+        assert kept, "every layer keeps a variant"
+        for j in cols:  # a column is dropped exactly when some other one is no worse in both and better in one
+            worse = any(mem[k] <= mem[j] and kl[k] <= kl[j] and (mem[k] < mem[j] or kl[k] < kl[j] or k < j)
+                        for k in cols if k != j)
+            assert (j not in keep) == worse, (i, j)
+    assert len(keep) < problem.num_columns  # this library has dominated variants
+    result = solve_mip(problem)
+    limit = 0.8 * parent_figure(lib, "stats.memory_mib")
+    expected = brute_force(lib, "metrics.kl_div", {"stats.memory_mib": (None, limit)})[0]
+    assert set(result.columns) <= set(keep) and result.objective == pytest.approx(expected)

@@ -38,3 +38,41 @@ def test_local_store_returns_the_folder_in_place_and_creates_nothing(tmp_path, m
     out = store.get_dir("runs/model", prefix="child-")
     assert out.is_relative_to(tmp_path / "store") and (out / "config.json").exists()
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+HOLD = """
+import sys, time
+from puzzle_ray.store import ArtifactStore
+with ArtifactStore(sys.argv[1]).writer({"workflow": "first-run"}):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_second_writer_waits_and_is_told_who_holds_the_store(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), "3"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    told, started = [], time.monotonic()
+    with ArtifactStore(tmp_path).writer({"workflow": "second-run"}, on_wait=told.append):
+        waited = time.monotonic() - started
+    holder.wait(timeout=30)
+    assert waited > 1.0 and len(told) == 1
+    assert "in use by first-run (pid" in told[0] and str(tmp_path) in told[0]
+
+
+def test_a_killed_writer_releases_the_store(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), "600"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait(timeout=30)
+    told = []
+    with ArtifactStore(tmp_path).writer({"workflow": "next"}, on_wait=told.append):
+        pass
+    assert told == []  # the OS released the dead holder's lock

@@ -144,7 +144,18 @@ def test_unknown_key_is_rejected_naming_it(tmp_path):
 def test_missing_parent_path_stops_before_any_work(tmp_path):
     res = cli("run", str(micro_config(tmp_path, parent={"path": str(tmp_path / "no-such-model")})))
     assert res.returncode == 2 and "no-such-model" in res.stderr
-    assert not (tmp_path / "store" / "stages").exists()
+    assert not (tmp_path / "store").exists()  # a failed pre-flight leaves no empty store behind
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"search": {"objective": "metrics.kl_divergence"}}, "search.objective: 'metrics.kl_divergence' is not in"),
+    ({"search": {"constraints": ["stats.decode_time<=0.5*parent"]}}, "search.constraints[0]: 'stats.decode_time'"),
+    ({"sweep_points": -3}, "sweep_points=-3: give 0"),
+])
+def test_a_search_typo_stops_before_any_work(tmp_path, change, message):
+    res = cli("run", str(micro_config(tmp_path, **change)))
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "store").exists()
 
 
 def test_unwritable_store_stops_before_any_work(tmp_path):
@@ -202,6 +213,28 @@ def test_run_killed_during_bld_resumes_with_the_same_result(micro_run, micro_cac
         for name, entry in variants.items():
             assert ours[layer][name]["bld"]["nmse_final"] == pytest.approx(entry["bld"]["nmse_final"], rel=1e-4,
                                                                            abs=1e-7)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("micro")
+    runs = [r for r in client.search_runs([exp.experiment_id], max_results=1000)
+            if r.data.tags.get("puzzle_ray.workflow") == "killed" or r.info.run_name == "killed"]
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    stages = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    statuses = {r.info.status for r in stages}
+    assert "RUNNING" not in statuses and "KILLED" in statuses  # the killed driver's library run, marked so
+
+
+def test_two_runs_at_once_on_one_store_compute_each_stage_once(micro_cache, tmp_path):
+    path = micro_config(tmp_path, name="twice")
+    procs = [subprocess.Popen([sys.executable, "-m", "puzzle_ray.cli", "run", str(path)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+             for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[-3000:] for o in outs]
+    waited = [o for o in outs if "is in use by twice (pid" in o]
+    assert len(waited) == 1  # the second driver waited for the first, saying who held the store
+    assert waited[0].count("finished earlier") >= 9  # ...then found every stage done
 
 
 def test_ray_job_submit_against_a_local_head_node(micro_run, micro_cache, tmp_path):

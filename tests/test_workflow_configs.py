@@ -47,3 +47,17 @@ def test_every_config_field_is_documented():
 
     walk(WorkflowConfig)
     assert len(seen) > 10
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_plans_checkpoint_bld_and_gkd_during_the_run(path, monkeypatch):
+    """A kill during BLD or GKD loses at most part of the run: each checkpoints at least twice before its end."""
+    import math
+
+    monkeypatch.chdir(ROOT)
+    config = load_config(path)
+    seq = config.data.seq_len if config.data is not None else config.parent.embedded.seq_len
+    bld_steps = math.ceil(config.bld.token_budget / (config.bld.micro_batch_size * seq))
+    gkd_steps = config.distill.token_budget // (config.distill.sequences_per_step * seq)
+    assert 2 * config.bld.checkpoint_every <= bld_steps, f"BLD: {bld_steps} steps, checkpoint_every too large"
+    assert 2 * config.distill.checkpoint_every <= gkd_steps, f"GKD: {gkd_steps} steps, checkpoint_every too large"

@@ -78,6 +78,28 @@ def test_runner_gives_typed_inputs_now_and_from_records(tmp_path):
     assert seen == [ModelOutput("/somewhere")] * 2  # typed, whether the input ran now or in an earlier run
 
 
+def test_a_damaged_completion_record_is_named_and_its_stage_runs_again(tmp_path, caplog):
+    from puzzle_ray.store import CorruptRecord
+    from puzzle_ray.workflows.engine import record_key
+
+    store, runs = ArtifactStore(tmp_path / "store"), []
+
+    def first(ctx):
+        runs.append(ctx.key)
+        return ModelOutput(model_dir="/somewhere")
+
+    stages = [Stage("first", (), lambda c: {}, first, ModelOutput)]
+    key = Runner(stages, None, store).run()["first"].key
+    record = record_key("first", key)
+    store.write_bytes(record, store.read_bytes(record)[:25])  # truncated, as by a full disk
+    with pytest.raises(CorruptRecord, match=rf"stages/first/{key}/record.json: not valid JSON"):
+        store.read_json(record)
+    again = Runner(stages, None, store)
+    assert again.status["first"].state == "pending" and "completion record is damaged" in caplog.text
+    again.run()
+    assert len(runs) == 2 and store.read_json(record)["outputs"] == {"model_dir": "/somewhere"}
+
+
 def test_a_stage_returning_the_wrong_type_fails(tmp_path):
     from puzzle_ray.workflows.engine import StageFailed
 

@@ -41,8 +41,9 @@ __all__ = [
     "parent_block",
 ]
 
-# Keys of NVIDIA's block configs that name features we do not implement. A null / false / default value is
-# accepted (the published files always carry them); anything else is rejected rather than silently ignored.
+# Keys of NVIDIA's block configs that name features we do not implement, with their default values. NVIDIA's
+# DeciLM code writes every one of them into each sub-block of a checkpoint it saves, so a null / false / default
+# value is accepted; anything else is rejected rather than silently ignored.
 _UNSUPPORTED_ATTENTION_KEYS = {
     "window_length": None,
     "num_sink_tokens": None,
@@ -51,6 +52,7 @@ _UNSUPPORTED_ATTENTION_KEYS = {
     "use_prefill_window_in_sink_attention": False,
     "llama4": None,
     "mamba": None,
+    "weights_precision": "bf16",
 }
 _UNSUPPORTED_FFN_KEYS = {
     "sparsify": None, "moe": None, "gated": True, "hidden_act": "silu", "weights_precision": "bf16",
@@ -63,7 +65,10 @@ def _reject_unsupported(where: str, data: dict, allowed: set[str], defaults: dic
         if key in allowed:
             continue
         if key in defaults:
-            if value is None or value is False or value == defaults[key]:
+            default = defaults[key]
+            # null means "not set" (the default); false switches a feature off, unless the default is on
+            # (`gated: false` would be a plain, non-SwiGLU FFN)
+            if value is None or value == default or (value is False and default in (None, False)):
                 continue
             raise BlockConfigError(f"{where}.{key}={value!r}: this feature is not supported by puzzle-ray")
         if value in (None, False):

@@ -6,6 +6,8 @@ unchanged and the converted model reproduces the parent's logits.
 
 from __future__ import annotations
 
+import pickle
+
 from pathlib import Path
 
 import torch
@@ -68,7 +70,13 @@ def convert_from_hf(parent: PreTrainedModel | str | Path, dtype: torch.dtype | N
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: not a Hugging Face model directory (no config.json)")
         AutoConfig.from_pretrained(path, trust_remote_code=False)  # fail early on an unknown model_type
-        parent = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto", trust_remote_code=False)
+        try:
+            parent = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto", trust_remote_code=False)
+        except pickle.UnpicklingError as e:  # a .bin checkpoint is read with weights_only: code in it is refused
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            why = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
+            raise ValueError(f"{path}: refused its pickle checkpoint, which holds more than tensors ({why}); "
+                             "give the weights as safetensors") from None
     if isinstance(parent, PuzzleForCausalLM):
         return parent
     config = puzzle_config_from_hf(parent.config)

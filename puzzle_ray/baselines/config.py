@@ -18,8 +18,8 @@ from pydantic import PositiveInt, ValidationError, field_validator
 from ..configs import StrictConfig, read_yaml_mapping, validation_problems
 from ..workflows.config import ConfigError, WorkflowConfig, load_config
 
-Method = Literal["puzzle", "uniform", "depth", "greedy", "random"]
-METHODS: tuple[Method, ...] = ("puzzle", "uniform", "depth", "greedy", "random")
+Method = Literal["puzzle", "hybrid", "uniform", "depth", "greedy", "noop", "random"]
+METHODS: tuple[Method, ...] = ("puzzle", "hybrid", "uniform", "depth", "greedy", "noop", "random")
 
 
 class HeadlineConfig(StrictConfig):
@@ -32,9 +32,16 @@ class HeadlineConfig(StrictConfig):
     """Decode-throughput speed-ups over the parent at the scenario's first batch size, as the MIP's cost model
     predicts them (sum of measured per-block decode times); the tables report the measured ones."""
     methods: list[Method] = list(METHODS)
-    """puzzle: the workflow's MIP; uniform: one FFN width and KV-head count everywhere (Minitron-style); depth:
-    whole layers removed by block influence (ShortGPT-style); greedy: best objective-per-ms single-layer
-    changes over the library; random: random library architectures at the target speed."""
+    """puzzle: the workflow's MIP; hybrid: the MIP after decoupled then coupled BLD on the variants the
+    decoupled MIP chose (same BLD token total); uniform: one FFN width and KV-head count everywhere
+    (Minitron-style); depth: whole layers removed by block influence (ShortGPT-style); greedy: best
+    objective-per-ms single-layer changes over the library; noop: the MIP over the parent's blocks with
+    attention and/or FFN removed only (no BLD); random: random library architectures at the target speed."""
+    hybrid_coupled_fraction: float = 0.5
+    """Share of the BLD token total that the hybrid spends on coupled BLD (the rest on its decoupled pass)."""
+    hybrid_solutions: PositiveInt = 3
+    """Diverse decoupled-MIP solutions per target whose variants make up the hybrid's coupled space (one space
+    for all of `targets`, so running other targets builds another coupled library)."""
     random_samples: PositiveInt = 3
     """Random architectures per target (seeds [seed, 0], [seed, 1], ...)."""
     random_band: float = 0.9
@@ -66,6 +73,13 @@ class HeadlineConfig(StrictConfig):
         if len(set(value)) != len(value):
             raise ValueError(f"methods={value}: a method is repeated")
         return [m for m in METHODS if m in value]  # a fixed order in every table
+
+    @field_validator("hybrid_coupled_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(f"hybrid_coupled_fraction={value} must be in (0, 1)")
+        return value
 
     @field_validator("random_band")
     @classmethod

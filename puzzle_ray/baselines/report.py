@@ -17,7 +17,7 @@ from ..evaluate.report import EvalReport
 class MethodResult:
     target: float
     method: str
-    """puzzle, uniform, depth, greedy or random."""
+    """One of `baselines.config.METHODS` (puzzle, hybrid, uniform, depth, greedy, noop, random)."""
     label: str
     """The row's name, e.g. 'random (draw 1)'."""
     architecture: str = ""
@@ -57,9 +57,36 @@ class MethodResult:
         return {k: float(v) for k, v in out.items() if v is not None}
 
 
-def episode_keys(results: list[MethodResult]) -> list[str]:
-    keys = {k for r in results for k in r.figures() if k.startswith("episode_accuracy@") and "_" not in k.split("@")[1]}
-    return sorted(keys, key=lambda k: int(k.split("@")[1]))
+PUZZLE_METHODS = ("puzzle", "hybrid")
+"""The methods the headline is about; every other method is a baseline."""
+
+
+def accuracy_keys(results: list[MethodResult]) -> list[str]:
+    """The in-context accuracy figures of the evaluations: synthetic episodes (`episode_accuracy@4`) and real
+    tasks (`icl:word_category@8`), by task, then by demonstrations."""
+    keys = {k for r in results for k in r.figures()
+            if (k.startswith("episode_accuracy@") or k.startswith("icl:")) and k.split("@")[1].isdigit()}
+    return sorted(keys, key=lambda k: (k.split("@")[0], int(k.split("@")[1])))
+
+
+def accuracy_label(key: str) -> str:
+    """Column name of an accuracy key: 'episode acc @4', 'word_category @8'."""
+    task, shots = key.split("@")
+    return f"{'episode acc' if task == 'episode_accuracy' else task.removeprefix('icl:')} @{shots}"
+
+
+def mean_accuracy_retention(figures: dict[str, float], keys: list[str]) -> float | None:
+    """Mean child / parent in-context accuracy over `keys` (where the parent scores above 0)."""
+    values = [figures[f"{k}_retention"] for k in keys if math.isfinite(figures.get(f"{k}_retention", math.nan))]
+    return statistics.fmean(values) if values else None
+
+
+def prediction_error(result: MethodResult) -> float | None:
+    """Predicted / measured decode speed-up - 1: how far the cost model every method was held to was off."""
+    measured = result.figures().get("decode_speedup")
+    if not measured or result.predicted_speedup is None:
+        return None
+    return result.predicted_speedup / measured - 1
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -87,16 +114,18 @@ def mean_result(results: list[MethodResult]) -> MethodResult | None:
 
 def target_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]]:
     """(column names, cells per row) of one target's table: the parent first, a mean row after multi-draw methods."""
-    episodes = episode_keys(results)
-    head = ["method", "predicted speed-up", "measured decode speed-up", "measured prefill speed-up", "params",
-            "KL from parent", "top-1 acc (retention)", "LM-loss retention"]
-    head += [f"episode acc @{k.split('@')[1]} (retention)" for k in episodes]
+    episodes = accuracy_keys(results)
+    head = ["method", "predicted speed-up", "measured decode speed-up", "cost-model error",
+            "measured prefill speed-up", "params", "KL from parent", "top-1 acc (retention)", "LM-loss retention"]
+    head += [f"{accuracy_label(k)} (retention)" for k in episodes]
+    head += ["mean in-context retention"] if episodes else []
     head += ["architecture"]
     rows = []
     parent = next((r.figures() for r in results if r.report is not None), None)
     if parent:
-        cells = ["parent", "1", "1", "1", "100%", "0", _fmt(parent.get("parent_top1_accuracy")), "100%"]
+        cells = ["parent", "1", "1", "", "1", "100%", "0", _fmt(parent.get("parent_top1_accuracy")), "100%"]
         cells += [_fmt(parent.get(f"parent_{k}")) for k in episodes]
+        cells += ["100%"] if episodes else []
         cells += [f"{_fmt(parent.get('parent_decode_tok_s'))} tok/s decode, "
                   f"{_fmt(parent.get('parent_prefill_ms'))} ms prefill"]
         rows.append(cells)
@@ -112,10 +141,12 @@ def target_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]
         if not r.evaluated:
             rows.append([r.label, _fmt(r.predicted_speedup)] + [""] * (len(head) - 3) + [r.note or "not evaluated"])
             continue
+        error = prediction_error(r) if r.averaged is None else None
         cells = [
             r.label,
             _fmt(r.predicted_speedup),
             _fmt(f.get("decode_speedup")),
+            "" if error is None else f"{100 * error:+.1f}%",
             _fmt(f.get("prefill_speedup")),
             f"{_fmt(100 * f.get('params_fraction', math.nan))}%",
             _fmt(f.get("kl_from_parent")),
@@ -123,6 +154,9 @@ def target_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]
             f"{_fmt(100 * f.get('lm_loss_retention', math.nan))}%",
         ]
         cells += [_with_retention(f, k) for k in episodes]
+        if episodes:
+            mean = mean_accuracy_retention(f, episodes)
+            cells += ["n/a" if mean is None else f"{_fmt(100 * mean)}%"]
         cells += [r.architecture]
         rows.append(cells)
     return head, rows
@@ -137,22 +171,30 @@ def target_table(target: float, results: list[MethodResult]) -> list[str]:
 
 
 def verdict(results: list[MethodResult]) -> str:
-    """One sentence: does Puzzle's child keep more quality (lower KL, higher top-1) than every baseline?"""
-    puzzle = [r for r in results if r.method == "puzzle" and r.report is not None]
-    others = [r for r in results if r.method != "puzzle" and r.report is not None]
+    """One sentence: does Puzzle's best child (MIP, or hybrid BLD) keep more than every baseline (lower KL, higher
+    top-1, higher mean in-context retention)?"""
+    puzzle = [r for r in results if r.method in PUZZLE_METHODS and r.report is not None]
+    others = [r for r in results if r.method not in PUZZLE_METHODS and r.report is not None]
     if not puzzle:
         return "Puzzle: no child at this target."
-    p = puzzle[0].figures()
     if not others:
         return "No baseline child at this target to compare with."
-    kl_beaten = [r.label for r in others
-                 if r.figures().get("kl_from_parent", math.inf) <= p.get("kl_from_parent", math.inf)]
-    top1_beaten = [r.label for r in others
-                   if r.figures().get("top1_accuracy", -math.inf) >= p.get("top1_accuracy", -math.inf)]
-    parts = ["Puzzle has the lowest KL from the parent" if not kl_beaten
-             else f"KL as low as or lower than Puzzle's: {', '.join(kl_beaten)}"]
-    parts.append("the highest top-1 accuracy" if not top1_beaten
-                 else f"top-1 as high as or higher than Puzzle's: {', '.join(top1_beaten)}")
+    keys = accuracy_keys(results)
+
+    def icl(r: MethodResult) -> float:
+        value = mean_accuracy_retention(r.figures(), keys)
+        return -math.inf if value is None else value
+
+    checks = [("KL", lambda r: -r.figures().get("kl_from_parent", math.inf), "the lowest KL from the parent"),
+              ("top-1", lambda r: r.figures().get("top1_accuracy", -math.inf), "the highest top-1 accuracy")]
+    if keys:
+        checks.append(("in-context retention", icl, "the highest mean in-context retention"))
+    parts = []
+    for name, score, claim in checks:
+        best = max(score(r) for r in puzzle)
+        beaten = [r.label for r in others if score(r) >= best]
+        parts.append(f"Puzzle has {claim}" if not beaten else f"{name} as good as or better than Puzzle's: "
+                     f"{', '.join(beaten)}")
     return "Reading: " + "; ".join(parts) + "."
 
 

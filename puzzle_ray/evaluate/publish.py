@@ -135,7 +135,7 @@ def _flavor(license_text: str):
     return types.SimpleNamespace(__name__=mlflow.transformers.__name__, save_model=save_model)
 
 
-def _log_model(model_dir: Path, registered_name: str, card, run_id: str, prompt: str):
+def _log_model(model_dir: Path, card, run_id: str, prompt: str):
     from mlflow.models import Model, infer_signature
 
     from ..arch.card import license_text
@@ -145,7 +145,6 @@ def _log_model(model_dir: Path, registered_name: str, card, run_id: str, prompt:
         artifact_path=None,  # (deprecated, but positional in Model.log's signature)
         name=MODEL_NAME,
         flavor=_flavor(license_text(card)),
-        registered_model_name=registered_name,
         run_id=run_id,
         transformers_model=_components(model_dir),
         task="text-generation",
@@ -156,6 +155,20 @@ def _log_model(model_dir: Path, registered_name: str, card, run_id: str, prompt:
         validate_serving_input=True,  # loads the logged files through the pyfunc loader and generates once
         pip_requirements=pip_requirements(),
     )
+
+
+def _register(client, name: str, info, run_id: str) -> str:
+    """A new version of `name` from the logged model (through the client, which prints nothing; the fluent
+    registration prints its own "Successfully registered ..." lines). Returns the version."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    return str(client.create_model_version(name, info.model_uri, run_id=run_id, model_id=info.model_id).version)
 
 
 def _log_report(run_id: str, report: EvalReport, model_id: str | None) -> None:
@@ -272,9 +285,9 @@ def publish(
         report_run = run.info.run_id
         model_run = source_run_id or report_run
         card = model_card(model_dir, registered_name, report, model_uri=uri)
-        info = _log_model(model_dir, registered_name, card, model_run, example_prompt)
-        version = str(info.registered_model_version)
+        info = _log_model(model_dir, card, model_run, example_prompt)
         client = MlflowClient()
+        version = _register(client, registered_name, info, model_run)
         client.set_registered_model_alias(registered_name, alias, version)
         if report is not None:
             _log_report(report_run, report, info.model_id)

@@ -248,6 +248,14 @@ class BLDWorker:
         steps = self._ckpt_steps()
         return steps[-1] if steps else -1
 
+    def checkpoint_steps(self) -> list[int]:
+        """Steps of every complete checkpoint this actor has kept (the initialisation's 0 and the latest ones)."""
+        return self._ckpt_steps()
+
+    def held_step(self) -> int:
+        """The step whose weights the actor holds now (-1: uninitialised)."""
+        return self.step
+
     def restore(self, step: int) -> int:
         """Load the checkpoint of `step` (-1: back to uninitialised). Returns the step now held."""
         if step < 0:
@@ -294,14 +302,13 @@ class BLDWorker:
         return regressed
 
     # -- results --------------------------------------------------------------------------------------------
-    def save_weights(self, prefix: str) -> dict[str, str]:
-        """Final weights of every unit to `prefix/<uid>.safetensors`; returns uid -> store key."""
-        keys = {}
+    def save_weights(self, prefix: str) -> dict[str, tuple[str, str]]:
+        """Final weights of every unit to `prefix/<uid>.safetensors`; returns uid -> (store key, SHA-256)."""
+        saved = {}
         for uid, u in self.units.items():
             key = f"{prefix}/{uid}.safetensors"
-            self.store.write_tensors(key, u.weights())
-            keys[uid] = key
-        return keys
+            saved[uid] = (key, self.store.write_tensors(key, u.weights()))
+        return saved
 
     def report(self) -> dict:
         return {

@@ -273,9 +273,11 @@ def _train(actors, bld, data, total_steps, tokens_per_step, on_step, phases: _Ph
     name = f"BLD ({len(actors)} actor{'s' * (len(actors) > 1)})"
     while True:
         try:
-            steps = ray.get([a.latest_step.remote() for a in actors])
-            start = min(steps)
-            if restore_needed:
+            start = common_step(ray.get([a.checkpoint_steps.remote() for a in actors]))
+            held = ray.get([a.held_step.remote() for a in actors])
+            # Every actor must hold the same step before the stream starts: after a failure, and also on a fresh
+            # driver, whose new actors each restored their own latest checkpoint (one may be ahead of another).
+            if restore_needed or any(h != start for h in held):
                 ray.get([a.restore.remote(start) for a in actors])
             if start < 0:  # phase 1: calibration, initialisation, evaluation at init, checkpoint 0
                 _initialise(actors, bld, data, phases)
@@ -303,6 +305,15 @@ def _train(actors, bld, data, total_steps, tokens_per_step, on_step, phases: _Ph
             log.warning("BLD actor failed (%s); resuming from the last common checkpoint", type(e).__name__)
             _wait_ready(actors)
             restore_needed = True
+
+
+def common_step(kept: list[list[int]]) -> int:
+    """The latest step that every actor holds a checkpoint of (-1: none, start from the initialisation).
+
+    Actors are at most `max_in_flight` <= `checkpoint_every` steps apart and each keeps its latest checkpoints
+    besides step 0, so the slowest actor's latest checkpoint is also kept by the others."""
+    common = set.intersection(*(set(k) for k in kept)) if kept else set()
+    return max(common) if common else -1
 
 
 def _take(it: Iterator[torch.Tensor], n: int) -> Iterator[torch.Tensor]:
@@ -337,7 +348,8 @@ def assemble_library(parent, spaces, reports, weight_keys, parent_key, tokens, b
 
                 block = BlockConfig(a.config, f.config)
                 src = sources[f"L{i}/entry/{a.name}/{f.name}"]
-                weights = {part: ("parent" if uid == "parent" else weight_keys[uid]) for part, uid in src.items()}
+                weights = {part: ("parent" if uid == "parent" else weight_keys[uid][0]) for part, uid in src.items()}
+                digests = {part: weight_keys[uid][1] for part, uid in src.items() if uid != "parent"}
                 res = results.get(f"L{i}/entry/{a.name}/{f.name}", {})
                 trained = any(uid != "parent" for uid in src.values())
                 parts = {part: _sub_block_bld(results.get(uid, {})) for part, uid in src.items() if uid != "parent"}
@@ -352,7 +364,10 @@ def assemble_library(parent, spaces, reports, weight_keys, parent_key, tokens, b
                     "kv_bytes_per_token": kv_bytes_per_token(parent, block, "bfloat16"),
                 }
                 name = variant_name(block, parent.num_attention_heads)
-                entries[name] = Variant(name, stats, {}, block, {"bld": bld_info.to_json(), "weights": weights})
+                extra = {"bld": bld_info.to_json(), "weights": weights}
+                if digests:  # checked when the child is assembled (`realize.entry_weights`)
+                    extra["weights_sha256"] = digests
+                entries[name] = Variant(name, stats, {}, block, extra)
         layers.append(entries)
     meta = LibraryMeta(
         num_attention_heads=parent.num_attention_heads,

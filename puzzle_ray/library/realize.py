@@ -39,13 +39,15 @@ def entry_weights(library: Library, layer: int, name: str, store: ArtifactStore,
                   parent_dir: str | Path) -> dict[str, torch.Tensor]:
     """Weights of one library entry, named relative to its layer ('self_attn.q_proj.weight', ...)."""
     state = {}
-    for part, source in library.layers[layer][name].extra.get("weights", {}).items():
+    extra = library.layers[layer][name].extra
+    digests = extra.get("weights_sha256", {})  # libraries written before digests were recorded have none
+    for part, source in extra.get("weights", {}).items():
         if source == "parent":
             for prefix in PART_PREFIXES[part]:
                 tensors = load_tensors(parent_dir, f"model.layers.{layer}.{prefix}")
                 state.update({prefix + k: v for k, v in tensors.items()})
         else:
-            state.update(store.read_tensors(source))
+            state.update(store.read_tensors(source, sha256=digests.get(part)))
     return state
 
 

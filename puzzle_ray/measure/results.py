@@ -118,6 +118,16 @@ class Measurements:
         return rows
 
 
+BLOCK_STATS = frozenset({
+    "prefill_ms", "decode_ms", "runtime_ms", "prefill_ms_iqr", "decode_ms_iqr", "memory_mib",
+    "attention_prefill_ms", "attention_decode_ms", "attention_runtime_ms", "attention_memory_mib",
+    "ffn_prefill_ms", "ffn_decode_ms", "ffn_runtime_ms", "ffn_memory_mib",
+    "num_params", "attention_num_params", "ffn_num_params", "kv_bytes_per_token", "num_kv_heads",
+    "ffn_intermediate_size",
+})
+"""The numeric stats `Measurements.block_stats` gives every variant (what `stats.<name>` can name in a search)."""
+
+
 def _combine(a: dict[str, Any], f: dict[str, Any] | None, decode_len: int) -> dict[str, float]:
     parts = [a] if f is None else [a, f]
     prefill = sum(p["prefill_ms"] for p in parts)

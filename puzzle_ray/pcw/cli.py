@@ -47,7 +47,10 @@ def pcw_generate(
         for path in window:
             if not path.is_file():
                 raise ValueError(f"--window {path}: no such file")
-            texts.append(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            if not text.strip():
+                raise ValueError(f"--window {path}: the file is empty (a window needs some text)")
+            texts.append(text)
         start = time.perf_counter()
         lm, tokenizer = load_causal_lm(model, dtype, attn_implementation, device)
         pcw = ParallelContextWindows(lm, tokenizer, alignment=alignment, add_bos=add_bos)
@@ -130,7 +133,7 @@ def pcw_eval(
             "episodes": episodes,
             "episode_classes": episode_classes,
             "context_size": context_size,
-            "num_windows": [int(b) for b in windows.split(",")] if windows else None,
+            "num_windows": None if windows is None else _window_counts(windows),
             "draws": draws,
             "shots_per_window": shots_per_window,
             "test_size": test_size,
@@ -165,3 +168,11 @@ def pcw_eval(
 def register(app: typer.Typer) -> None:
     app.command("pcw-generate")(pcw_generate)
     app.command("pcw-eval")(pcw_eval)
+
+
+def _window_counts(text: str) -> list[int]:
+    """`--windows 1,2,3` as numbers; an empty or malformed list is an error, not the default."""
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--windows {text!r}: expected positive window counts separated by commas, e.g. 1,2,3")
+    return [int(p) for p in parts]

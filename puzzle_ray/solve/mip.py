@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .dominance import undominated
 from .highs import quiet_highs_banner
 from .problem import Row, SearchProblem
 
@@ -55,14 +56,21 @@ def solve_mip(
     highs_options: dict[str, Any] | None = None,
 ) -> MipResult:
     """Solve with `rows` (default: all the problem's rows), differing from every `exclude` solution (L,) columns
-    in at least `min_diversity` layers. `feasibility_only` drops the objective (used to explain infeasibility)."""
+    in at least `min_diversity` layers. `feasibility_only` drops the objective (used to explain infeasibility).
+    Without `exclude`, columns dominated within their layer are left out of the model (the optimum is the
+    same); the returned columns are the problem's own."""
     import cvxpy as cp
 
     start = time.perf_counter()
     rows = problem.rows if rows is None else rows
-    n, L = problem.num_columns, problem.num_layers
+    L = problem.num_layers
+    # Dominated columns cannot be needed by a single solution (see dominance.py); diverse solutions keep all.
+    keep = np.arange(problem.num_columns) if len(exclude) else undominated(problem, rows, not feasibility_only)
+    position = np.full(problem.num_columns, -1)
+    position[keep] = np.arange(len(keep))
+    n, layer_of = len(keep), problem.layer_of[keep]
     x = cp.Variable(n, boolean=True)
-    assign = sp.csr_matrix((np.ones(n), (problem.layer_of, np.arange(n))), shape=(L, n))
+    assign = sp.csr_matrix((np.ones(n), (layer_of, np.arange(n))), shape=(L, n))
     constraints = [assign @ x == 1]
 
     upper = [(r, r.upper) for r in rows if r.upper is not None]
@@ -70,7 +78,7 @@ def solve_mip(
     for side, sign in ((upper, 1), (lower, -1)):
         if not side:
             continue
-        V = np.stack([problem.values[r.column] for r, _ in side])  # (K, N)
+        V = np.stack([problem.values[r.column][keep] for r, _ in side])  # (K, n)
         b = np.array([bound - problem.constant[r.column] for r, bound in side])  # (K,)
         scale = np.maximum(np.maximum(np.abs(b), np.abs(V).max(axis=1)), 1e-12)
         V, b = V / scale[:, None], b / scale
@@ -78,12 +86,12 @@ def solve_mip(
 
     if exclude:
         # A solution shares sum(x[its columns]) layers with the new one; at most L - d may be shared.
-        cols = np.concatenate(exclude)
+        cols = position[np.concatenate(exclude)]  # every column is kept here
         which = np.repeat(np.arange(len(exclude)), L)
         S = sp.csr_matrix((np.ones(len(cols)), (which, cols)), shape=(len(exclude), n))
         constraints.append(S @ x <= L - min_diversity)
 
-    q = problem.objective
+    q = problem.objective[keep]
     if feasibility_only:
         objective = cp.Minimize(0)
     else:
@@ -103,22 +111,22 @@ def solve_mip(
     status = {"optimal": "optimal", "user_limit": "time_limit"}.get(cp_problem.status, cp_problem.status)
     if cp_problem.status not in ("optimal", "optimal_inaccurate", "user_limit") or x.value is None:
         return MipResult(status, None, None, None, solve_time, wall - solve_time)
-    columns = _columns(x.value, problem)
+    columns = _columns(x.value, layer_of, L)
     if columns is None:  # stopped by the time limit before any integer solution: HiGHS hands back its LP point
         if status == "optimal":
             raise RuntimeError("HiGHS returned a fractional assignment as optimal (please report this)")
         return MipResult(status, None, None, None, solve_time, wall - solve_time)
-    gap = 0.0 if feasibility_only else _gap(info, float(q[columns].sum()))
-    return MipResult(status, columns, float(q[columns].sum()), gap, solve_time, wall - solve_time)
+    objective_value = float(q[columns].sum())
+    gap = 0.0 if feasibility_only else _gap(info, objective_value)
+    return MipResult(status, keep[columns], objective_value, gap, solve_time, wall - solve_time)
 
 
-def _columns(x: np.ndarray, problem: SearchProblem) -> np.ndarray | None:
-    """(L,) the column of each layer whose binary is set; None unless the point is integral (to 1e-4)."""
-    out = np.empty(problem.num_layers, dtype=np.int64)
-    for i in range(problem.num_layers):
-        lo, hi = problem.offsets[i], problem.offsets[i + 1]
-        out[i] = lo + int(np.argmax(x[lo:hi]))
-    if np.abs(x[out] - 1).max() > 1e-4 or np.abs(x).sum() - problem.num_layers > 1e-4 * problem.num_layers:
+def _columns(x: np.ndarray, layer_of: np.ndarray, num_layers: int) -> np.ndarray | None:
+    """(L,) the position in `x` of each layer's set binary; None unless the point is integral (to 1e-4).
+    `layer_of` (n,): the layer of each position, non-decreasing."""
+    offsets = np.searchsorted(layer_of, np.arange(num_layers + 1))
+    out = np.array([offsets[i] + int(np.argmax(x[offsets[i]:offsets[i + 1]])) for i in range(num_layers)])
+    if np.abs(x[out] - 1).max() > 1e-4 or np.abs(x).sum() - num_layers > 1e-4 * num_layers:
         return None
     return out
 

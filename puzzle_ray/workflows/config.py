@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, PositiveInt, ValidationError, field_validator, model_validator
 
 from ..configs import StrictConfig, read_yaml_mapping
 from ..data.config import DataConfig, default_cache_dir
@@ -102,7 +102,7 @@ class WorkflowConfig(StrictConfig):
     search: SearchConfig = SearchConfig()
     """The MIP: objective, constraints, solutions."""
     sweep_points: int = 6
-    """Throughput targets of the quality-vs-cost frontier drawn beside the solution (0: none)."""
+    """Throughput targets of the quality-vs-cost frontier drawn beside the solution (0: none; else at least 2)."""
     distill: DistillConfig = DistillConfig()
     """Global knowledge distillation of the assembled child."""
     evaluate: EvalConfig = EvalConfig()
@@ -113,6 +113,13 @@ class WorkflowConfig(StrictConfig):
     """Experiment tracking."""
     ray: RayConfig = RayConfig()
     """The local Ray cluster (ignored on an existing cluster)."""
+
+    @field_validator("sweep_points")
+    @classmethod
+    def _sweep_points(cls, value: int) -> int:
+        if value == 1 or value < 0:
+            raise ValueError(f"sweep_points={value}: give 0 (no frontier) or at least 2 points")
+        return value
 
     @property
     def store_url(self) -> str:

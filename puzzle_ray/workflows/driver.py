@@ -41,7 +41,15 @@ def run_workflow(config: WorkflowConfig | str | Path, only: str | None = None, s
         console.print(work_estimate(cfg))
         return runner.status
     preflight(cfg, store)  # every cheap check, before any expensive work
+    owner = {"workflow": cfg.name}
+    with store.writer(owner, on_wait=lambda msg: console.print(f"[yellow]{msg}[/]")):
+        # read the stage records again under the lock: a run that held it may have finished stages meanwhile
+        return _run(cfg, store, Runner(STAGES, cfg, store), only, start, until)
 
+
+def _run(cfg: WorkflowConfig, store: ArtifactStore, runner: Runner, only: str | None, start: str | None,
+         until: str | None) -> dict[str, StageStatus]:
+    """The run itself, under the store's writer lock (so no other driver writes the same stages meanwhile)."""
     from ..cluster import connect
     from .tracking import WorkflowTracking, tracking_uri
 

@@ -13,6 +13,7 @@ now or in an earlier run.
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from contextlib import nullcontext
@@ -22,9 +23,11 @@ from typing import Any, Callable
 from rich.table import Table
 
 from ..configs import content_hash
-from ..store import ArtifactStore
+from ..store import ArtifactStore, CorruptRecord
 from ..ui import console
 from .outputs import StageOutput
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,15 @@ class Runner:
         self.status = {s.name: StageStatus(s, self.keys[s.name], "pending" if store else "unknown") for s in stages}
         for st in self.status.values():
             if store is not None and store.exists(record_key(st.stage.name, st.key)):
-                st.state = "cached"
-                st.outputs = store.read_json(record_key(st.stage.name, st.key))["outputs"]
-                st.output = st.stage.output.from_json(st.outputs)
+                try:
+                    outputs = store.read_json(record_key(st.stage.name, st.key))["outputs"]
+                    output = st.stage.output.from_json(outputs)
+                except (CorruptRecord, KeyError, TypeError, ValueError) as e:
+                    # a damaged record is no record: the stage runs again (and writes a sound one)
+                    log.warning("stage %s: its completion record is damaged, so it runs again (%s)",
+                                st.stage.name, e)
+                    continue
+                st.state, st.outputs, st.output = "cached", outputs, output
 
     def selected(self, only: str | None = None, start: str | None = None, until: str | None = None) -> list[str]:
         names = [s.name for s in self.stages]

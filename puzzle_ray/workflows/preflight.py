@@ -53,7 +53,6 @@ def preflight(cfg: WorkflowConfig, store: ArtifactStore) -> None:
     from ..arch.weights import checkpoint_files
     from ..data.sources import resolve_source
 
-    store.check_writable()
     if cfg.parent.gguf is not None:
         read_gguf_header(resolve_gguf(cfg.parent.gguf))  # missing package or file, truncated, unsupported
     if cfg.parent.path is not None:
@@ -68,6 +67,26 @@ def preflight(cfg: WorkflowConfig, store: ArtifactStore) -> None:
     if cfg.data is not None:
         for i, source in enumerate(cfg.data.sources):
             resolve_source(i, source)  # missing path, empty source, wrong field: DataError
+    check_search_keys(cfg)
+    store.check_writable()  # last: it creates the store's folder, which a failed check should not leave behind
+
+
+def check_search_keys(cfg: WorkflowConfig) -> None:
+    """The objective and every constraint name a quantity the workflow's library will hold (the score stage's
+    metrics, the measure stage's stats), so a typo stops the run before BLD and scoring, not in `solve`."""
+    from ..measure.results import BLOCK_STATS
+    from ..solve.constraints import THROUGHPUT, parse_constraint
+
+    where = [("search.objective", cfg.search.objective)]
+    where += [(f"search.constraints[{i}]", parse_constraint(c).key) for i, c in enumerate(cfg.search.constraints)]
+    for field, key in where:
+        if key == THROUGHPUT:
+            continue
+        source, name = key.split(".", 1)
+        known = sorted(cfg.score.metrics) if source == "metrics" else sorted(BLOCK_STATS)
+        if name not in known:
+            raise PreflightError(f"{field}: {key!r} is not in the library this workflow builds; "
+                                 f"{source}.* has {', '.join(known)}")
 
 
 def work_estimate(cfg: WorkflowConfig) -> Table:

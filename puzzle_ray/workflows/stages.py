@@ -235,6 +235,9 @@ def run_publish(ctx: StageContext) -> PublishOutput:
     evaluated: EvaluateOutput = ctx.inputs["evaluate"]
     published = publish(ctx.inputs["distill"].model_dir, cfg.publish.registered_name, cfg.publish.alias,
                         evaluated.eval_report, run_id=ctx.mlflow_run_id, source_run_id=ctx.workflow_run_id)
+    from ..ui import console
+
+    console.print(f"registered {published.model_uri} (version {published.version})")
     return PublishOutput(published=True, model_uri=published.model_uri, version=published.version)
 
 

@@ -17,11 +17,16 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
+
+from ..store import exclusive_lock
 
 PLAN_TAG = "puzzle_ray.plan"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
@@ -33,6 +38,19 @@ PARAM_VALUE_LIMIT = 6000
 
 def tracking_uri(configured: str | None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or configured or "sqlite:///mlflow.db"
+
+
+@contextmanager
+def first_use_lock(uri: str) -> Iterator[None]:
+    """Serialise the first contact with a local SQLite tracking store (MLflow creates its schema then, and two
+    processes doing it at once fail with 'table ... already exists'); other stores need nothing."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(db.with_name(db.name + ".lock")):
+        yield
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -58,14 +76,15 @@ class WorkflowTracking:
         mlflow.set_tracking_uri(uri)
         os.environ["MLFLOW_TRACKING_URI"] = uri  # Ray workers started later inherit it
         self.uri, self.workflow, self.plan = uri, workflow, plan
-        self.client = MlflowClient(uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            self.experiment_id = self.client.create_experiment(experiment, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
-        else:
-            self.experiment_id = exp.experiment_id
-            if EXPERIMENT_KIND_TAG not in exp.tags:  # experiments made by older versions
-                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        with first_use_lock(uri):  # two drivers starting on a new SQLite store would both create its tables
+            self.client = MlflowClient(uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                self.client.create_experiment(experiment, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+                exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # experiments made by older versions
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         self.run_id: str | None = None
 
     def start(self, config: dict[str, Any] | None = None) -> str:
@@ -79,6 +98,7 @@ class WorkflowTracking:
         if unfinished:
             self.run_id = unfinished[0].info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
+            self._end_orphaned_stage_runs()
         else:
             run = self.client.create_run(
                 self.experiment_id, run_name=self.workflow,
@@ -90,6 +110,16 @@ class WorkflowTracking:
         if config is not None:
             self.log_params(self.run_id, flatten(config))
         return self.run_id
+
+    def _end_orphaned_stage_runs(self) -> None:
+        """Stage runs a killed driver left RUNNING: marked KILLED (the store's writer lock, held by this driver,
+        means no other driver is still working on them)."""
+        orphans = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}' and attributes.status = 'RUNNING'",
+        )
+        for run in orphans:
+            self.client.set_terminated(run.info.run_id, "KILLED")
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         """Parameters not logged yet (a resumed run keeps its own: MLflow parameters cannot change)."""
