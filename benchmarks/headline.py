@@ -362,7 +362,8 @@ class Headline:
         with phase(f"hybrid: decoupled BLD, {tokens_d:,} tokens for each of {units_d} units"):
             outputs_d, _ = self.library_stages(decoupled, "hybrid/decoupled/")
         library_d = self.scored_library(outputs_d)
-        solutions = [s.chosen for t in c.targets for s in self.mip_solutions(library_d, t, c.hybrid_solutions)]
+        solutions = [s.chosen for t in (c.hybrid_targets or c.targets)
+                     for s in self.mip_solutions(library_d, t, c.hybrid_solutions)]
         space = coupled_space(library_d, solutions, self.parent_config, w.search_space.round_to)
         units_c = space_units(space, self.parent_config, "coupled")
         _, tokens_c = split_budget(w.bld.token_budget, step, c.hybrid_coupled_fraction, units_d, units_c)

@@ -153,21 +153,32 @@ class ArtifactStore:
                 lock.release()
             return
         marker = self.path(WRITER_INFO)
-        while True:
-            try:
-                with self.fs.open(marker, "xb") as f:
-                    f.write(info.encode())
-                break
-            except FileExistsError:
-                if on_wait:
-                    on_wait(f"artifact store {self.url} is in use by {self._holder()} (if no run holds it, delete "
-                            f"{self.uri(WRITER_INFO)}); waiting")
-                    on_wait = None
-                time.sleep(10)
+        while not self._create_marker(marker, info.encode()):
+            if on_wait:
+                on_wait(f"artifact store {self.url} is in use by {self._holder()} (if no run holds it, delete "
+                        f"{self.uri(WRITER_INFO)}); waiting")
+                on_wait = None
+            time.sleep(10)
         try:
             yield
         finally:
             self.fs.rm(marker)
+
+    def _create_marker(self, path: str, data: bytes) -> bool:
+        """Create `path` unless it exists: atomically where the filesystem has exclusive creation, else by a
+        check then a write (a narrow race between two drivers starting in the same second)."""
+        try:
+            with self.fs.open(path, "xb") as f:
+                f.write(data)
+            return True
+        except FileExistsError:
+            return False
+        except (ValueError, NotImplementedError, TypeError):  # no exclusive creation on this filesystem
+            if self.fs.exists(path):
+                return False
+            with self.fs.open(path, "wb") as f:
+                f.write(data)
+            return True
 
     def _holder(self) -> str:
         try:

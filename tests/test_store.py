@@ -76,3 +76,15 @@ def test_a_killed_writer_releases_the_store(tmp_path):
     with ArtifactStore(tmp_path).writer({"workflow": "next"}, on_wait=told.append):
         pass
     assert told == []  # the OS released the dead holder's lock
+
+
+def test_an_object_store_writer_marker_is_taken_and_released():
+    store = ArtifactStore(f"memory://writer-{id(object())}")
+    told = []
+    with store.writer({"workflow": "first"}):
+        assert store.exists(".writer.json")
+        assert not store._create_marker(store.path(".writer.json"), b"{}")  # a second driver would wait
+    assert not store.exists(".writer.json")
+    with store.writer({"workflow": "second"}, on_wait=told.append):
+        pass
+    assert told == []

@@ -40,8 +40,10 @@ class HeadlineConfig(StrictConfig):
     hybrid_coupled_fraction: float = 0.5
     """Share of the BLD token total that the hybrid spends on coupled BLD (the rest on its decoupled pass)."""
     hybrid_solutions: PositiveInt = 3
-    """Diverse decoupled-MIP solutions per target whose variants make up the hybrid's coupled space (one space
-    for all of `targets`, so running other targets builds another coupled library)."""
+    """Diverse decoupled-MIP solutions per target whose variants make up the hybrid's coupled space."""
+    hybrid_targets: list[float] | None = None
+    """The targets whose decoupled-MIP solutions make up that space (default: `targets`). One coupled library
+    serves every target; fixing these lets a run of other targets (`--targets`) reuse it."""
     random_samples: PositiveInt = 3
     """Random architectures per target (seeds [seed, 0], [seed, 1], ...)."""
     random_band: float = 0.9
@@ -73,6 +75,13 @@ class HeadlineConfig(StrictConfig):
         if len(set(value)) != len(value):
             raise ValueError(f"methods={value}: a method is repeated")
         return [m for m in METHODS if m in value]  # a fixed order in every table
+
+    @field_validator("hybrid_targets")
+    @classmethod
+    def _hybrid_targets(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (not value or not all(t > 1 for t in value)):
+            raise ValueError(f"hybrid_targets={value}: give speed-ups above 1 (or leave it out)")
+        return value
 
     @field_validator("hybrid_coupled_fraction")
     @classmethod
