@@ -184,16 +184,23 @@ def test_unreachable_target_is_explained_before_the_library_is_built(micro_run, 
 
 def test_run_killed_during_bld_resumes_with_the_same_result(micro_run, micro_cache, tmp_path):
     """Kill the driver (and its local Ray cluster) once BLD has checkpointed, run again, compare libraries."""
-    _, first_config, _ = micro_run
-    reference = ArtifactStore(yaml.safe_load(Path(first_config).read_text())["store"])
-    path = micro_config(tmp_path, name="killed")
+    # 32x the micro plan's BLD steps (a micro step takes milliseconds), so that the kill lands well before BLD
+    # ends; an uninterrupted library of the same plan is the reference
+    bld = {"token_budget": 65536, "checkpoint_every": 4}
+    (tmp_path / "ref").mkdir()
+    ref = cli("run", str(micro_config(tmp_path / "ref", name="killed-ref", bld=bld)), "--until", "library",
+              cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    reference = ArtifactStore(tmp_path / "ref" / "store")
+    path = micro_config(tmp_path, name="killed", bld=bld)
     store = ArtifactStore(tmp_path / "store")
     proc = subprocess.Popen([sys.executable, "-m", "puzzle_ray.workflows", str(path)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     deadline = time.time() + 300
     try:
         while time.time() < deadline and proc.poll() is None:
-            ckpts = list((tmp_path / "store" / "library").glob("*/ckpt/*/step_00000004/state.json"))
+            ckpts = [p for p in (tmp_path / "store" / "library").glob("*/ckpt/*/step_*/state.json")
+                     if p.parent.name != "step_00000000"]  # a checkpoint after training began
             if ckpts:
                 break
             time.sleep(0.2)
