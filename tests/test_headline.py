@@ -244,7 +244,8 @@ def test_noop_only_keeps_the_parent_block_and_its_removals():
 
 
 def test_coupled_space_from_decoupled_solutions():
-    from puzzle_ray.baselines.hybrid import coupled_space, space_units, trained_units
+    from puzzle_ray.baselines.hybrid import coupled_space, space_units
+    from puzzle_ray.library.space import trained_units
     from puzzle_ray.library.space import VariantSpace, expand
 
     parent = parent_config()

@@ -17,15 +17,7 @@ from collections.abc import Iterable, Sequence
 from ..arch.blocks import AttentionConfig, FFNConfig
 from ..arch.config import PuzzleConfig
 from ..library.record import Library
-from ..library.space import LayerOverride, LayerSpace, VariantSpace, expand
-from ..library.units import pair_names
-
-
-def trained_units(spaces: Sequence[LayerSpace], mode: str) -> int:
-    """How many BLD units a space trains: sub-blocks (decoupled) or pairs with a trainable half (coupled)."""
-    if mode == "decoupled":
-        return sum(v.trainable for s in spaces for v in s.attention + s.ffn)
-    return sum(a.trainable or f.trainable for s in spaces for a, f in pair_names(s))
+from ..library.space import LayerOverride, VariantSpace, expand, trained_units
 
 
 def _choice(sub: AttentionConfig | FFNConfig, heads: int) -> int | str:

@@ -77,6 +77,13 @@ class LayerSpace:
     ffn: list[SubVariant]
 
 
+def trained_units(spaces: list[LayerSpace], mode: str = "decoupled") -> int:
+    """How many BLD units a space trains: sub-blocks (decoupled) or pairs with a trainable half (coupled)."""
+    if mode == "decoupled":
+        return sum(v.trainable for s in spaces for v in s.attention + s.ffn)
+    return sum(a.trainable or f.trainable for s in spaces for a in s.attention for f in s.ffn)
+
+
 def attention_variant(choice: AttentionChoice, parent: BlockConfig, heads: int, where: str) -> SubVariant:
     if isinstance(choice, str):  # a kind without a size
         cfg = AttentionConfig.of_kind(choice)

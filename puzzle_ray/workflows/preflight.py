@@ -10,7 +10,7 @@ from ..arch.blocks import BlockConfig
 from ..arch.config import PuzzleConfig
 from ..arch.stats import block_params, model_stats
 from ..arch.config import load_puzzle_config
-from ..library.space import expand
+from ..library.space import expand, trained_units
 from ..parent.gguf import GGUFError, gguf_puzzle_config, read_gguf_header, resolve_gguf
 from ..parent.model import embedded_puzzle_config
 from ..store import ArtifactStore
@@ -94,7 +94,7 @@ def work_estimate(cfg: WorkflowConfig) -> Table:
     parent = parent_architecture(cfg)
     spaces = expand(cfg.search_space, parent)
     stats = model_stats(parent)
-    trained = sum(v.trainable for s in spaces for v in s.attention + s.ffn)
+    trained = trained_units(spaces)
     entries = sum(len(s.attention) * len(s.ffn) for s in spaces)
     unit_params = sum(block_params(parent, BlockConfig(v.config if v.role == "attention" else b.attention,
                                                        v.config if v.role == "ffn" else b.ffn))
