@@ -48,7 +48,7 @@ def inspect(
     """Per-layer architecture table, parameters and KV-cache bytes per token, without loading weights."""
     from .arch.config import load_puzzle_config
     from .arch.stats import model_stats
-    from .arch.summary import layer_table, totals_table
+    from .arch.summary import engines_table, layer_table, totals_table
     from .ui import console, fail
 
     def load(path: Path):
@@ -69,6 +69,7 @@ def inspect(
                 fail("parameter formula disagrees with the model class (please report this)")
         console.print(layer_table(child, dtype))
         console.print(totals_table(configs, dtype))
+        console.print(engines_table(child))
     except (OSError, ValueError) as e:
         fail(str(e))
     wall, cpu = _since_start()

@@ -214,7 +214,8 @@ def search_facts(search) -> dict[str, Any] | None:
     if search is None:
         return None
     data = search.model_dump(mode="json") if hasattr(search, "model_dump") else dict(search)
-    return {k: data[k] for k in ("objective", "maximize", "constraints", "batch_sizes") if data.get(k) is not None}
+    return {k: data[k] for k in ("objective", "maximize", "constraints", "batch_sizes", "engines") if data.get(k)
+            is not None}
 
 
 def distill_facts(config, tokens: int | None = None, steps: int | None = None) -> dict[str, Any]:
@@ -436,7 +437,7 @@ def _how_it_was_made(facts: CardFacts) -> str:
         constraints = "; ".join(f"`{c}`" for c in search.get("constraints", [])) or "no constraints"
         lines.append(f"4. **Mixed-integer program (MIP)**: one variant per layer, {goal} the summed "
                      f"`{search.get('objective')}` subject to {constraints}"
-                     + _scenario_text(facts.scenario) + ".")
+                     + _scenario_text(facts.scenario) + _engines_text(search.get("engines")) + ".")
     else:
         lines.append("4. **Mixed-integer program (MIP)**: one variant per layer under the deployment constraints"
                      + _scenario_text(facts.scenario) + " (objective and constraints not recorded).")
@@ -451,6 +452,15 @@ def _how_it_was_made(facts: CardFacts) -> str:
         lines.append("5. **Global knowledge distillation (GKD)**: not run on these weights (the library's BLD-trained "
                      "blocks as assembled).")
     return "\n".join(lines) + "\n"
+
+
+def _engines_text(engines: list[str] | None) -> str:
+    if not engines:
+        return ""
+    from ..serving.check import engine_list
+
+    return (f", over the variants that {engine_list(engines)} serve (`search.engines`; `serving/matrix.py` of "
+            "puzzle-ray)")
 
 
 def _scenario_text(scenario: dict | None) -> str:

@@ -2,7 +2,8 @@
 
 `config.json` carries `architectures: ["DeciLMForCausalLM"]`, `model_type: "nemotron-nas"` and one
 `block_configs` entry per layer; `ffn_mult` is written so that the engines' rounding gives back the same
-width, and the exact `intermediate_size` is written beside it for our own loader. Weights are safetensors
+width, and the exact `intermediate_size` is written beside it only where `ffn_mult` cannot express the width (our
+loader reads either; MLX refuses the extra key). Weights are safetensors
 (sharded for large models) with the DeciLM names. `README.md` is the model card (`arch/card.py`): the one the
 caller gives (a Puzzle child's), else one that says where the model comes from and how to load it. The directory
 appears atomically, with normal file modes: a failed export leaves nothing behind.
@@ -16,10 +17,11 @@ from pathlib import Path
 
 from transformers import PreTrainedModel
 
-from .blocks import engine_intermediate_size, ffn_mult_for
+from ..serving.check import engine_list, layer_ranges, unserved_cases
+from .blocks import engine_intermediate_size
+from ..serving.matrix import CASES, ENGINE_IDS, ENGINE_NAMES, MATRIX
 from ..store import staged_folder
 from .config import PuzzleConfig
-from .families import ENGINES as ALL_ENGINES
 from .families import FEATURES, families_used_by
 
 log = logging.getLogger(__name__)
@@ -28,23 +30,20 @@ ENGINES = "vLLM, TensorRT-LLM, SGLang, llama.cpp and MLX"
 
 
 def engine_warnings(config: PuzzleConfig) -> list[str]:
-    """What inference engines reading the exported `nemotron-nas` checkpoint would get wrong."""
+    """What inference engines reading the exported `nemotron-nas` checkpoint would get wrong: per engine, the
+    layers the compatibility table (`serving/matrix.py`) says it misreads, then what no DeciLM engine reads."""
     out = []
-    inexact = []
-    for i, b in enumerate(config.block_configs):
-        size = b.ffn.kind.size(b.ffn)  # the FFN width, for kinds that have one
-        if size is not None:
-            engine = engine_intermediate_size(ffn_mult_for(size, config.hidden_size), config.hidden_size)
-            if engine != size:
-                inexact.append(f"layer {i}: {size} (engines read {engine})")
-    if inexact:
-        out.append(
-            f"FFN widths that are not multiples of 256 cannot be expressed by ffn_mult; {ENGINES} cannot read "
-            "them (only puzzle-ray's loader, which uses the per-block intermediate_size): " + "; ".join(inexact)
-        )
-    linear = [i for i, b in enumerate(config.block_configs) if b.attention.kind.linear_map or b.ffn.kind.linear_map]
-    if linear:
-        out.append(f"layers {linear} use linear replacements: vLLM has no loader path for them (TensorRT-LLM has)")
+    found: dict[str, dict[str, list[str]]] = {}  # case -> verdict -> engine ids
+    layers: dict[str, list[int]] = {}
+    for engine in ENGINE_IDS:
+        for case, at in unserved_cases(config.block_configs, engine).items():
+            found.setdefault(case, {}).setdefault(MATRIX[engine][case].verdict, []).append(engine)
+            layers[case] = at
+    for case, verdicts in found.items():
+        parts = [f"{verdict} in {engine_list(engines)}" + (f" ({MATRIX[engines[0]][case].detail})"
+                                                            if verdict == "silently wrong" else "")
+                 for verdict, engines in verdicts.items()]
+        out.append(f"{layer_ranges(layers[case])} ({CASES[case]}): " + "; ".join(parts))
     if config.qkv_bias or config.attention_bias:
         out.append(f"attention biases (Qwen2-style parents) are not part of the DeciLM layout: {ENGINES} ignore them")
     if config.head_dim != config.hidden_size // config.num_attention_heads:
@@ -57,7 +56,7 @@ def family_warnings(config: PuzzleConfig) -> list[str]:
     """One line per parent family whose own block features `config` has and some engines' loaders lack."""
     out = []
     for family in families_used_by(config):
-        lacking = [e for e in ALL_ENGINES if e not in family.engines]
+        lacking = [ENGINE_NAMES[e] for e in ENGINE_IDS if e not in family.engines]
         if lacking:
             features = ", ".join(FEATURES[f] for f, on in family.puzzle_fields().items() if on)
             out.append(
@@ -74,6 +73,13 @@ def published_config_dict(config: PuzzleConfig) -> dict:
     data["model_type"] = PuzzleConfig.model_type
     data["intermediate_size"] = None
     data["num_key_value_heads"] = None
+    for block in data.get("block_configs") or []:
+        ffn = block["ffn"]
+        # The exact width is written only where ffn_mult cannot express it: MLX's FFN config refuses unknown keys
+        # (serving/matrix.py), and our loader derives the same width from ffn_mult with the engines' rounding.
+        if ffn.get("ffn_mult") is not None and ffn.get("intermediate_size") == engine_intermediate_size(
+                ffn["ffn_mult"], config.hidden_size):
+            del ffn["intermediate_size"]
     rope = dict(data.get("rope_parameters") or {})
     data["rope_theta"] = rope.pop("rope_theta", 10000.0)
     data["rope_scaling"] = rope if rope.get("rope_type", "default") != "default" else None

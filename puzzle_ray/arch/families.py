@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..serving.matrix import ENGINE_IDS
 from .blocks import BlockConfigError
-
-ENGINES = ("vLLM", "TensorRT-LLM", "SGLang", "llama.cpp", "MLX")
-"""Inference engines with a nemotron-nas (DeciLM) loader, i.e. the readers of an exported child."""
 
 FEATURES = {"qkv_bias": "biases on q, k and v", "qk_norm": "per-head q/k RMSNorm"}
 """The `PuzzleConfig` fields a family fixes (its flag of the same name), and how messages describe them."""
@@ -39,8 +37,9 @@ class ParentFamily:
     sliding_window_flag: str | None = None
     """The config flag without which `sliding_window` is ignored (Qwen's `use_sliding_window`); None: a
     `sliding_window` set in the config is in effect (Mistral). A window in effect is rejected."""
-    engines: tuple[str, ...] = ENGINES
-    """The engines (of `ENGINES`) whose nemotron-nas loaders read a child of this family correctly."""
+    engines: tuple[str, ...] = ENGINE_IDS
+    """The engines (ids of `serving.matrix.ENGINE_IDS`) whose nemotron-nas loaders read a child of this family's
+    blocks; which sub-block combinations each serves is `serving/matrix.py`'s."""
 
     def puzzle_fields(self) -> dict[str, bool]:
         """The `PuzzleConfig` fields this family fixes, by name."""

@@ -68,3 +68,20 @@ def totals_table(configs: dict[str, PuzzleConfig], dtype: str = "bfloat16") -> T
             table.add_row("KV cache vs " + names[0],
                           *[f"{stats[n].kv_bytes_per_token / ref.kv_bytes_per_token:.3f}x" for n in names])
     return table
+
+
+def engines_table(config: PuzzleConfig) -> Table:
+    """Which inference engines serve this architecture as an exported `nemotron-nas` checkpoint, and why not
+    (the compatibility table of `serving/matrix.py`)."""
+    from ..serving.check import engine_report
+    from ..serving.matrix import ENGINE_NAMES
+    from .families import families_used_by
+
+    table = Table(title="serving engines (nemotron-nas export)")
+    table.add_column("engine")
+    table.add_column("serves it")
+    table.add_column("why not", overflow="fold")
+    for engine, reasons in engine_report(config.block_configs).items():
+        reasons += [f"{f.name} blocks" for f in families_used_by(config) if engine not in f.engines]
+        table.add_row(ENGINE_NAMES[engine], "yes" if not reasons else "[red]no[/]", "; ".join(reasons))
+    return table

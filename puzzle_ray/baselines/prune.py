@@ -19,13 +19,15 @@ from .calibration import ParentCalibration
 
 @torch.no_grad()
 def prune_from_parent(parent: PuzzleForCausalLM, blocks: Sequence[BlockConfig],
-                      calibration: ParentCalibration | None) -> PuzzleForCausalLM:
-    """The child with `blocks` (one per layer), initialised from `parent`. A narrower FFN needs `calibration`."""
+                      calibration: ParentCalibration | None, allow_linear: bool = False) -> PuzzleForCausalLM:
+    """The child with `blocks` (one per layer), initialised from `parent`. A narrower FFN needs `calibration`.
+    Linear replacements are refused unless `allow_linear` (then they start as the product of the parent's
+    matrices, W_o W_v or W_down W_up: a valid model, not a fitted one, as the engine check needs)."""
     config = parent.config
     if len(blocks) != config.num_hidden_layers:
         raise ValueError(f"{len(blocks)} blocks for a {config.num_hidden_layers}-layer parent")
     for i, block in enumerate(blocks):
-        if block.attention.kind.linear_map or block.ffn.kind.linear_map:
+        if not allow_linear and (block.attention.kind.linear_map or block.ffn.kind.linear_map):
             raise ValueError(f"layer {i}: linear replacements need least-squares statistics; use the block library")
     data = config.to_dict()
     data["block_configs"] = [b.to_dict(config.hidden_size) for b in blocks]

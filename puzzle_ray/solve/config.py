@@ -8,6 +8,7 @@ from typing import Union
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt, StrictBool, StrictFloat, StrictInt, field_validator
 
 from ..configs import StrictConfig
+from ..serving.matrix import EngineId
 from .constraints import THROUGHPUT, Constraint, check_key, parse_constraint
 
 
@@ -44,6 +45,9 @@ class SearchConfig(StrictConfig):
     """Solve the batch sizes as Ray tasks (default: when there is more than one batch size)."""
     tolerance: PositiveFloat = 1e-6
     """Relative slack allowed when a solution's constraints are recomputed from the library."""
+    engines: list[EngineId] = []
+    """Inference engines that must serve the child (vllm, sglang, tensorrt-llm, llama.cpp, mlx): the search keeps
+    only the per-layer variants all of them read correctly (`serving/matrix.py`); [] searches the whole library."""
 
     @field_validator("objective")
     @classmethod
@@ -64,6 +68,11 @@ class SearchConfig(StrictConfig):
             except ValueError as e:
                 raise ValueError(str(e)) from None
         return value
+
+    @field_validator("engines")
+    @classmethod
+    def _unique_engines(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
     @field_validator("min_diversity")
     @classmethod

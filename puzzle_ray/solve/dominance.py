@@ -15,7 +15,8 @@ from .problem import Row, SearchProblem
 
 
 def undominated(problem: SearchProblem, rows: list[Row], use_objective: bool = True) -> np.ndarray:
-    """Sorted indices of the columns that no other column of their layer dominates (of equal ones, the first)."""
+    """Sorted indices of the allowed columns (`problem.allowed`) that no other allowed column of their layer
+    dominates (of equal ones, the first)."""
     features = []  # each (N,), lower is better
     if use_objective:
         features.append(-problem.objective if problem.maximize else problem.objective)
@@ -29,12 +30,20 @@ def undominated(problem: SearchProblem, rows: list[Row], use_objective: bool = T
     F = np.stack(features, axis=1) if features else np.zeros((n, 0))  # (N, K)
     keep = []
     for i in range(problem.num_layers):
-        lo, hi = int(problem.offsets[i]), int(problem.offsets[i + 1])
-        M = F[lo:hi]  # (m, K)
+        columns = allowed_columns(problem, i)
+        M = F[columns]  # (m, K)
         no_worse = (M[:, None, :] <= M[None, :, :]).all(axis=2)  # [k, j]: k is nowhere worse than j
         better = (M[:, None, :] < M[None, :, :]).any(axis=2)  # [k, j]: k is somewhere better than j
-        m = hi - lo
+        m = len(columns)
         earlier = np.arange(m)[:, None] < np.arange(m)[None, :]  # of equal columns the first one stays
         dominated = (no_worse & (better | earlier)).any(axis=0)
-        keep.append(lo + np.flatnonzero(~dominated))
+        keep.append(columns[~dominated])
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
+
+
+def allowed_columns(problem: SearchProblem, layer: int | None = None) -> np.ndarray:
+    """Sorted indices of the columns a solution may use (of one layer, when given)."""
+    lo, hi = (0, problem.num_columns) if layer is None else (int(problem.offsets[layer]),
+                                                               int(problem.offsets[layer + 1]))
+    columns = np.arange(lo, hi)
+    return columns if problem.allowed is None else columns[problem.allowed[lo:hi]]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .dominance import undominated
+from .dominance import allowed_columns, undominated
 from .highs import quiet_highs_banner
 from .problem import Row, SearchProblem
 
@@ -64,8 +64,9 @@ def solve_mip(
     start = time.perf_counter()
     rows = problem.rows if rows is None else rows
     L = problem.num_layers
-    # Dominated columns cannot be needed by a single solution (see dominance.py); diverse solutions keep all.
-    keep = np.arange(problem.num_columns) if len(exclude) else undominated(problem, rows, not feasibility_only)
+    # Dominated columns cannot be needed by a single solution (see dominance.py); diverse solutions keep every
+    # allowed one.
+    keep = allowed_columns(problem) if len(exclude) else undominated(problem, rows, not feasibility_only)
     position = np.full(problem.num_columns, -1)
     position[keep] = np.arange(len(keep))
     n, layer_of = len(keep), problem.layer_of[keep]
@@ -86,7 +87,7 @@ def solve_mip(
 
     if exclude:
         # A solution shares sum(x[its columns]) layers with the new one; at most L - d may be shared.
-        cols = position[np.concatenate(exclude)]  # every column is kept here
+        cols = position[np.concatenate(exclude)]  # every allowed column is kept here, and solutions use no other
         which = np.repeat(np.arange(len(exclude)), L)
         S = sp.csr_matrix((np.ones(len(cols)), (which, cols)), shape=(len(exclude), n))
         constraints.append(S @ x <= L - min_diversity)

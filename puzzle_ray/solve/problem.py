@@ -16,6 +16,7 @@ import numpy as np
 from ..library.record import Library, LibraryError, stats_for_batch
 from .config import SearchConfig
 from .constraints import THROUGHPUT, Constraint
+from .engines import served_variants
 from .inputs import reference_batch_size, scenario_tokens
 from .parent import parent_variants
 
@@ -57,6 +58,9 @@ class SearchProblem:
     """Column of each layer's parent variant, when every layer has one."""
     parent_figure: dict[str, float] = field(default_factory=dict)
     """Constraint key -> the parent's figure (at the reference batch size), for limits relative to the parent."""
+    allowed: np.ndarray | None = None
+    """(N,) bool: the columns a solution may use (`search.engines`: the variants those engines serve); None: all.
+    The other columns stay in the problem, so parent figures and verification read the whole library."""
 
     @property
     def num_layers(self) -> int:
@@ -139,6 +143,9 @@ def build_problem(library: Library, config: SearchConfig, batch_size: int | None
         if c.uses_parent and c.key not in problem.parent_figure:
             problem.parent_figure[c.key] = _parent_figure(library, config, c, parents)
     problem.rows = [_row(problem, c) for c in constraints]
+    if config.engines:
+        served = served_variants(library, config.engines)  # raises naming a layer left without a variant
+        problem.allowed = np.array([n in set(served[i]) for i, layer in enumerate(names) for n in layer])
     if config.num_solutions > 1 and config.diversity_layers(problem.num_layers) > problem.num_layers:
         raise ValueError(
             f"min_diversity={config.min_diversity}: more layers than the library's {problem.num_layers}"

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..evaluate.report import EvalReport, Row, _fmt
+from ..serving.check import engine_list
 from .config import WorkflowConfig
 from .engine import StageStatus
 from .outputs import EvaluateOutput
@@ -130,7 +131,9 @@ def summary_markdown(cfg: WorkflowConfig, status: dict[str, StageStatus]) -> str
         lines += ["", "Some accuracies are not distinguishable from chance (their interval reaches the chance "
                       "level): read them as no in-context ability, not as a retention."]
     constraints = ", ".join(f"`{c}`" for c in cfg.search.constraints) or "nothing"
-    lines += ["", f"Search: `{cfg.search.objective}` subject to {constraints}; "
+    engines = (f"; over the variants that {engine_list(cfg.search.engines)} serve (`search.engines`)"
+               if cfg.search.engines else "")
+    lines += ["", f"Search: `{cfg.search.objective}` subject to {constraints}{engines}; "
               f"batch size {solve.get('batch_size')}, solver status {solve.get('status')}.", "", "Chosen blocks:", ""]
     lines += [f"- layer {i}: {name}" for i, name in enumerate(solve.get("chosen", []))]
     lines += ["", report.to_markdown().split("\n", 2)[2]]  # the report's table, without its title
