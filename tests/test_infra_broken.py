@@ -386,3 +386,34 @@ def test_cross_check_catches(rendered, overlay, breaks, expected):
     breaks(docs)
     found = problems_of(docs, complete=True)
     assert any(expected in p for p in found), found
+
+
+def test_a_writable_root_filesystem_or_a_missing_tmp_volume_fails():
+    job = base_rayjob()
+    head_container = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head_container["securityContext"]["readOnlyRootFilesystem"] = False
+    submitter = job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+    submitter["volumeMounts"] = [m for m in submitter["volumeMounts"] if m["mountPath"] != "/tmp"]
+    job["spec"]["rayClusterSpec"]["autoscalerOptions"].pop("volumeMounts")
+    found = problems_of([job])
+    where = f"{JOB} spec.rayClusterSpec.headGroupSpec.template.spec.containers[0]"
+    assert f"{where}.securityContext.readOnlyRootFilesystem: must be true" in found, found
+    assert f"{JOB} spec.submitterPodTemplate.spec.containers[0].volumeMounts: no writable /tmp: mount an emptyDir " \
+           "volume there" in found, found
+    assert any(p.startswith(f"{JOB} spec.rayClusterSpec.autoscalerOptions") and "no writable /tmp" in p
+               for p in found), found
+
+
+def test_the_mlflow_server_needs_a_network_policy_that_admits_only_its_clients():
+    def mlflow_problems(docs):
+        return [p for p in problems_of(docs, complete=True)
+                if "no NetworkPolicy limits" in p or "admits every pod" in p]
+
+    docs = copy.deepcopy(BASE_DOCS)
+    assert mlflow_problems(docs) == []
+    open_policy = copy.deepcopy(docs)
+    one(open_policy, "NetworkPolicy")["spec"]["ingress"][0]["from"].append({"namespaceSelector": {}})
+    assert any("NetworkPolicy/mlflow-clients spec.ingress[0]" in p and "admits every pod of the cluster" in p
+               for p in mlflow_problems(open_policy))
+    without = [d for d in docs if d["kind"] != "NetworkPolicy"]
+    assert any("no NetworkPolicy limits who reaches this MLflow server" in p for p in mlflow_problems(without))

@@ -76,7 +76,8 @@ def test_project_schemas_are_valid_and_strict():
 
 def test_base_passes_schemas_and_cross_checks():
     docs = kustomization_resources(BASE)
-    assert sorted(d["kind"] for d in docs) == ["Deployment", "Namespace", "RayCluster", "RayJob", "Service"]
+    assert sorted(d["kind"] for d in docs) == ["Deployment", "Namespace", "NetworkPolicy", "RayCluster", "RayJob",
+                                              "Service"]
     assert [str(p) for p in validate_documents(docs, FACTS, image_uid=UID, complete=False)] == []
 
 

