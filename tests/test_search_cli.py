@@ -81,3 +81,27 @@ def test_sweep_mode_writes_the_frontier(tmp_path):
     objectives = [r["objective"] for r in rows if r["feasible"]]
     assert objectives == sorted(objectives, reverse=True)  # a looser budget never costs quality
     assert {p.name for p in (tmp_path / "frontier").iterdir()} == {"frontier.csv", "frontier.json", "frontier.png"}
+
+
+def test_engine_option_keeps_only_what_the_engines_serve(tmp_path):
+    """`--engine vllm`: no linear sub-block; `--engine llama.cpp`: no attention kept beside a no-op FFN; an
+    unknown engine is one clear line."""
+    from puzzle_ray.serving.check import unserved
+
+    lib = synthetic_library(num_layers=8, attention=(8, 2, "linear", "no_op"), ffn=(1.0, 0.5, "linear", "no_op"))
+    path = saved(tmp_path, lib)
+    base = ["--library", path, "--constraint", "stats.runtime_ms<=0.5*parent", "--json"]
+
+    def blocks(result):
+        chosen = json.loads(result.stdout)["solutions"][0]["chosen"]
+        return [lib.layers[int(k.split("_")[1])][name].block_config for k, name in chosen.items()]
+
+    free = solve(*base)
+    assert free.exit_code == 0, free.output
+    assert unserved(blocks(free), "vllm") and unserved(blocks(free), "llama.cpp")  # the options have work to do
+    for engine in ("vllm", "llama.cpp"):
+        result = solve(*base, "--engine", engine)
+        assert result.exit_code == 0, result.output
+        assert not unserved(blocks(result), engine), engine
+    bad = solve(*base, "--engine", "tgi")
+    assert bad.exit_code == 2 and "engines" in bad.output and "vllm" in bad.output

@@ -39,7 +39,7 @@ def engine_warnings(config: PuzzleConfig) -> list[str]:
         for case, at in unserved_cases(config.block_configs, engine).items():
             found.setdefault(case, {}).setdefault(MATRIX[engine][case].verdict, []).append(engine)
             layers[case] = at
-    for case, verdicts in found.items():
+    for case, verdicts in sorted(found.items(), key=lambda item: layers[item[0]][0]):
         parts = [f"{verdict} in {engine_list(engines)}" + (f" ({MATRIX[engines[0]][case].detail})"
                                                             if verdict == "silently wrong" else "")
                  for verdict, engines in verdicts.items()]

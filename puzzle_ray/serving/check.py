@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .matrix import ENGINE_IDS, ENGINE_NAMES, MATRIX, Entry
+from .matrix import CASES, ENGINE_IDS, ENGINE_NAMES, MATRIX, Entry
 
 if TYPE_CHECKING:
     from ..arch.blocks import BlockConfig
@@ -84,8 +84,6 @@ def serving_engines(block_configs) -> list[str]:
 def engine_report(block_configs) -> dict[str, list[str]]:
     """Engine id -> why it does not serve a child with these `block_configs`: its layers' cases the table marks
     (parent-family blocks are `arch.families`'s to add). An empty list: the engine serves every layer."""
-    from .matrix import CASES
-
     return {engine: [f"{CASES[case]} in {layer_ranges(layers)}: {MATRIX[engine][case].verdict}"
                      for case, layers in unserved_cases(block_configs, engine).items()]
             for engine in ENGINE_IDS}

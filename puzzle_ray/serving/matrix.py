@@ -174,7 +174,12 @@ MATRIX: dict[str, dict[str, Entry]] = {
             f"{_LLAMA_CPP_DECI}: `if (n_head > 0 && n_head_kv == 0) {{ cur = build_lora_mm(wo, cur); }}`",
         ),
         "no_op_attention": _served(f"{_LLAMA_CPP_DECI}: `if (n_head == 0) {{ cur = inpL; }}`"),
-        "no_op_attention_first": _served(f"{_LLAMA_CPP_DECI}: `if (n_head == 0) {{ cur = inpL; }}` in any layer"),
+        "no_op_attention_first": _load_error(
+            "src/llama-model.cpp: `if (hparams.n_head() > 0) { hparams.n_embd_head_k_full = hparams.n_embd / "
+            "hparams.n_head(); ... }` (the head size is read from layer 0's head count)",
+            "with no attention in layer 0 the head size stays 0 and the next attention layer's q weight has the "
+            "wrong shape ('check_tensor_dims: tensor blk.1.attn_q.weight has wrong shape'; "
+            "benchmarks/engine_check.py)"),
         "swiglu": _served(f"{_LLAMA_CPP_CONVERT}: `_ffn_mult_to_intermediate_size`: {_ROUNDING}"),
         "swiglu_inexact": _load_error(f"{_LLAMA_CPP_CONVERT}: `_ffn_mult_to_intermediate_size` (the same rounding)",
                                       _INEXACT),
