@@ -84,8 +84,8 @@ def test_sweep_mode_writes_the_frontier(tmp_path):
 
 
 def test_engine_option_keeps_only_what_the_engines_serve(tmp_path):
-    """`--engine vllm`: no linear sub-block; `--engine llama.cpp`: no attention kept beside a no-op FFN; an
-    unknown engine is one clear line."""
+    """`--serving-engine vllm`: no linear sub-block; `--serving-engine llama.cpp`: no attention kept beside a
+    no-op FFN; an unknown engine is one clear line."""
     from puzzle_ray.serving.check import unserved
 
     lib = synthetic_library(num_layers=8, attention=(8, 2, "linear", "no_op"), ffn=(1.0, 0.5, "linear", "no_op"))
@@ -100,8 +100,8 @@ def test_engine_option_keeps_only_what_the_engines_serve(tmp_path):
     assert free.exit_code == 0, free.output
     assert unserved(blocks(free), "vllm") and unserved(blocks(free), "llama.cpp")  # the options have work to do
     for engine in ("vllm", "llama.cpp"):
-        result = solve(*base, "--engine", engine)
+        result = solve(*base, "--serving-engine", engine)
         assert result.exit_code == 0, result.output
         assert not unserved(blocks(result), engine), engine
-    bad = solve(*base, "--engine", "tgi")
+    bad = solve(*base, "--serving-engine", "tgi")
     assert bad.exit_code == 2 and "engines" in bad.output and "vllm" in bad.output

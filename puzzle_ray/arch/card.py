@@ -210,12 +210,12 @@ def library_facts(library, parent_dir: str | Path | None = None, search=None, na
 
 
 def search_facts(search) -> dict[str, Any] | None:
-    """The MIP's objective, direction and constraints from a `SearchConfig` (or its dict)."""
+    """The MIP's objective, direction, constraints and serving engines from a `SearchConfig` (or its dict)."""
     if search is None:
         return None
     data = search.model_dump(mode="json") if hasattr(search, "model_dump") else dict(search)
-    return {k: data[k] for k in ("objective", "maximize", "constraints", "batch_sizes", "engines") if data.get(k)
-            is not None}
+    keys = ("objective", "maximize", "constraints", "batch_sizes", "engines")
+    return {k: data[k] for k in keys if data.get(k) is not None}
 
 
 def distill_facts(config, tokens: int | None = None, steps: int | None = None) -> dict[str, Any]:

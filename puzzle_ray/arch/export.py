@@ -1,12 +1,13 @@
-"""Export in the published `nemotron-nas` layout, readable by vLLM / TensorRT-LLM / SGLang and by us.
+"""Export in the published `nemotron-nas` layout, readable by us and by the serving engines (which engine reads
+which sub-block combination is `serving/matrix.py`'s; the export warns from it).
 
 `config.json` carries `architectures: ["DeciLMForCausalLM"]`, `model_type: "nemotron-nas"` and one
 `block_configs` entry per layer; `ffn_mult` is written so that the engines' rounding gives back the same
 width, and the exact `intermediate_size` is written beside it only where `ffn_mult` cannot express the width (our
-loader reads either; MLX refuses the extra key). Weights are safetensors
-(sharded for large models) with the DeciLM names. `README.md` is the model card (`arch/card.py`): the one the
-caller gives (a Puzzle child's), else one that says where the model comes from and how to load it. The directory
-appears atomically, with normal file modes: a failed export leaves nothing behind.
+loader reads either; MLX refuses the extra key). Weights are safetensors (sharded for large models) with the
+DeciLM names. `README.md` is the model card (`arch/card.py`): the one the caller gives (a Puzzle child's), else
+one that says where the model comes from and how to load it. The directory appears atomically, with normal file
+modes: a failed export leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from pathlib import Path
 from transformers import PreTrainedModel
 
 from ..serving.check import engine_list, layer_ranges, unserved_cases
-from .blocks import engine_intermediate_size
 from ..serving.matrix import CASES, ENGINE_IDS, ENGINE_NAMES, MATRIX
 from ..store import staged_folder
+from .blocks import engine_intermediate_size
 from .config import PuzzleConfig
 from .families import FEATURES, families_used_by
 
 log = logging.getLogger(__name__)
 
-ENGINES = "vLLM, TensorRT-LLM, SGLang, llama.cpp and MLX"
+ENGINES = engine_list(ENGINE_IDS)
 
 
 def engine_warnings(config: PuzzleConfig) -> list[str]:

@@ -45,9 +45,10 @@ def solve(
         Optional[str], typer.Option(help="sweep mode: 'throughput>=1000:8000' or 'stats.memory_mib<=40000,60000,80000'")
     ] = None,
     points: Annotated[int, typer.Option(help="targets of a START:STOP sweep")] = 8,
-    engine: Annotated[
-        Optional[list[str]], typer.Option("--engine", help="serving engine the child must run on, repeatable: "
-                                          "vllm, sglang, tensorrt-llm, llama.cpp, mlx (search.engines)")
+    serving_engine: Annotated[
+        Optional[list[str]],
+        typer.Option("--serving-engine", help="serving engine the child must run on, repeatable: vllm, sglang, "
+                                              "tensorrt-llm, llama.cpp, mlx (search.engines)"),
     ] = None,
     out: Annotated[
         Optional[Path], out_option("folder for solution.json (or frontier.csv/json/png in sweep mode)")
@@ -88,7 +89,7 @@ def solve(
             parent_batch_size=parent_batch_size,
             mip_rel_gap=gap,
             time_limit_s=time_limit,
-            engines=engine or [],
+            engines=serving_engine or [],
         )
         spec = parse_sweep(sweep, points) if sweep else None
         if mlflow and not tracking_uri:  # --mlflow alone: where MLflow points by default ($MLFLOW_TRACKING_URI)
