@@ -213,13 +213,15 @@ def test_the_run_summary_shows_completions_side_by_side():
                         completions=[Completion("The capital of France is", " Paris [x].", " Lyon.")])
     status = {"evaluate": SimpleNamespace(outputs={"report": report.to_json()}, state="done", seconds=1.0),
               "solve": SimpleNamespace(outputs={"chosen": []}, state="done", seconds=0.5)}
-    cfg = SimpleNamespace(name="demo", search=SimpleNamespace(objective="metrics.kl_div", constraints=[]))
+    cfg = SimpleNamespace(name="demo", search=SimpleNamespace(objective="metrics.kl_div", constraints=[],
+                                                          engines=["llama.cpp"]))
     console = Console(width=200, record=True)
     console.print(summary_table(cfg, status))
     text = console.export_text()
     assert "The capital of France is" in text and "Paris [x]." in text and "Lyon." in text
     md = summary_markdown(cfg, status)
     assert "| The capital of France is |  Paris [x]. |  Lyon. |" in md and "icl:city_country@8" in md
+    assert "over the variants that llama.cpp serve (`search.engines`)" in md  # what the child was searched for
 
 
 def test_episodes_and_completions_show_progress(tmp_path, monkeypatch):
