@@ -3,7 +3,7 @@ serving engine reads the child right (the table is `serving/matrix.py`)."""
 
 from __future__ import annotations
 
-from ..library.record import Library, LibraryError
+from ..library.record import Library, LibraryError, layer_key
 from ..serving.check import block_served, engine_list
 from ..serving.matrix import MATRIX
 from .parent import parent_variants
@@ -21,7 +21,7 @@ def served_variants(library: Library, engines) -> list[list[str]]:
         for name, variant in layer.items():
             if variant.block_config is None:
                 raise LibraryError(
-                    f"layer_{i} / {name!r}: search.engines needs each variant's block config (a published "
+                    f"{layer_key(i)} / {name!r}: search.engines needs each variant's block config (a published "
                     "library needs num_attention_heads to map its stats to blocks)"
                 )
         group = None

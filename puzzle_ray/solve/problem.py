@@ -144,8 +144,8 @@ def build_problem(library: Library, config: SearchConfig, batch_size: int | None
             problem.parent_figure[c.key] = _parent_figure(library, config, c, parents)
     problem.rows = [_row(problem, c) for c in constraints]
     if config.engines:
-        served = served_variants(library, config.engines)  # raises naming a layer left without a variant
-        problem.allowed = np.array([n in set(served[i]) for i, layer in enumerate(names) for n in layer])
+        served = [set(s) for s in served_variants(library, config.engines)]  # raises naming an empty layer
+        problem.allowed = np.array([n in served[i] for i, layer in enumerate(names) for n in layer])
     if config.num_solutions > 1 and config.diversity_layers(problem.num_layers) > problem.num_layers:
         raise ValueError(
             f"min_diversity={config.min_diversity}: more layers than the library's {problem.num_layers}"
