@@ -6,12 +6,14 @@ environment, added to a submitted job's own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import ray
+from ray._private import ray_constants
 
 from .ui import worker_quiet_env
 
@@ -22,6 +24,9 @@ FORWARDED = ("MLFLOW_TRACKING_URI", "PUZZLE_RAY_STORE", "DS_ACCELERATOR", "HF_HU
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 """Set by Ray in the driver of a submitted job: the job's config, with its runtime environment."""
+SINGLE_MACHINE = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+"""Ray's switch for its single-machine mode (its default on macOS and Windows): "0" makes the node's address
+127.0.0.1, so every process of the cluster listens on the loopback interface only."""
 
 
 def worker_env(local: bool) -> dict[str, str]:
@@ -64,17 +69,40 @@ def connect(num_cpus: int | None = None, num_gpus: int | None = None, object_sto
     # start; for our private cluster that is noise. (Setting RAY_AUTH_MODE=token would also silence it, but Ray
     # reads the mode when it is imported, which here has happened.)
     logging.getLogger(AUTH_LOGGER).setLevel(logging.ERROR)
-    ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        include_dashboard=False,
-        object_store_memory=object_store_mb * 2**20,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-        runtime_env={"env_vars": worker_env(local=True)},
-    )
+    with _loopback_only():
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=False,
+            object_store_memory=object_store_mb * 2**20,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            runtime_env={"env_vars": worker_env(local=True)},
+        )
     return "local"
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Start the private cluster in Ray's single-machine mode. Otherwise Ray gives the node the machine's
+    network address and its processes listen on it or on all interfaces: the GCS, the raylet, the workers and
+    three unauthenticated Prometheus endpoints (the autoscaler's, the dashboard head's and the agent's).
+    `ray.init(_node_ip_address="127.0.0.1")` does not do it (Ray replaces a loopback address by the network
+    one). The cluster's processes read the variable when they import Ray; the driver imported it already, so
+    its copy of the flag is set too. Both are restored once the cluster is up: the node keeps its address, and a
+    later connection to a real cluster from this process must not announce 127.0.0.1."""
+    saved_env, saved_flag = os.environ.get(SINGLE_MACHINE), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(SINGLE_MACHINE, None)
+        else:
+            os.environ[SINGLE_MACHINE] = saved_env
 
 
 def get_with_progress(weights: dict, advance: Callable[[float], Any]) -> list:
