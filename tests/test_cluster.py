@@ -22,7 +22,8 @@ while time.monotonic() < deadline:
     sockets = []
     for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
         try:
-            name = " ".join(proc.cmdline())[:80]
+            # basenames only: the install path (longer on CI) must not push the program's name out of view
+            name = " ".join(os.path.basename(a) for a in proc.cmdline())[:120]
             sockets += [[c.laddr.ip, c.laddr.port, name] for c in proc.net_connections(kind="inet")
                         if c.status == psutil.CONN_LISTEN]
         except psutil.Error:
