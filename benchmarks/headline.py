@@ -489,6 +489,9 @@ def run_headline(config, workflow):
     experiment = client.get_experiment_by_name(config.experiment)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(config.experiment)
     run = client.create_run(experiment_id, run_name=f"headline-{workflow.name}")
+    # start_run(run_id=...) insists that the run is in the active experiment (an earlier workflow in the same
+    # process may have set another)
+    mlflow.set_experiment(experiment_id=experiment_id)
     ok = False
     try:
         with mlflow.start_run(run_id=run.info.run_id):

@@ -10,7 +10,10 @@ Model: a random Llama of the embedded default parent's shape (8 layers, hidden 2
 wheel's GGUF, converted once into the cache), at its real window size: N = 8,192 positions less 64 left for a
 task, so that B >= 2 windows hold more tokens than its position limit (`long` is then impossible: "-").
 Methods, each producing the caches a query needs:
-  pcw   - `ParallelContextWindows.encode`: ONE forward over the B padded windows (explicit 4-D mask) + merge;
+  pcw   - `ParallelContextWindows(windows_per_forward=None).encode`: ONE forward over the B padded windows
+          (explicit 4-D mask) + merge;
+  chunk - the same in forwards of `--per-forward` windows (the library's default, 1), each chunk's tokens
+          gathered before the next runs;
   seq   - one forward per window, caches concatenated afterwards (the published reference's way);
   long  - one causal forward over the B x N tokens concatenated (ordinary in-context learning; needs a
           position limit of B x N).
@@ -38,7 +41,9 @@ from puzzle_ray.pcw.adapter import ModelAdapter
 from puzzle_ray.ui import quiet_third_party
 
 console = Console(width=160)
-METHODS = ("pcw", "seq", "long")
+METHODS = ("pcw", "chunk", "seq", "long")
+PER_FORWARD = {"pcw": None, "chunk": 1}
+"""Windows per forward of the two PCW methods (`--per-forward` sets the chunk's)."""
 
 
 def load_smollm2(attn: str):
@@ -74,8 +79,8 @@ def fits_long(model, windows) -> bool:
 
 @torch.no_grad()
 def run(method: str, model, windows: list[list[int]]):
-    if method == "pcw":
-        return ParallelContextWindows(model).encode(windows)
+    if method in PER_FORWARD:
+        return ParallelContextWindows(model, windows_per_forward=PER_FORWARD[method]).encode(windows)
     adapter = ModelAdapter(model)
     if method == "seq":
         caches = []
@@ -116,7 +121,7 @@ def median_ms(method: str, model, windows, repeats: int, clock=time.perf_counter
         start = clock()
         result = run(method, model, windows)
         times.append((clock() - start) * 1e3)
-        if method == "pcw":
+        if method in PER_FORWARD:
             cache_mib = result.nbytes() / 2**20
         del result
     return statistics.median(times), cache_mib
@@ -147,10 +152,12 @@ def main() -> None:
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: with the cores shared, more threads mostly measure contention)")
+    p.add_argument("--per-forward", type=int, default=1, help="windows per forward of the chunked method")
     p.add_argument("--no-memory", action="store_true", help="skip the profiler memory measurements")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="wall (idle machine) or cpu (process CPU time; with --threads 1 when the machine is shared)")
     args = p.parse_args()
+    PER_FORWARD["chunk"] = args.per_forward
     quiet_third_party()  # no weight-loading bars of other libraries in the table's output
     torch.set_num_threads(args.threads)
     if args.model == "smollm2":
@@ -169,8 +176,8 @@ def main() -> None:
     console.print(f"{args.model}: torch {torch.__version__}, {torch.get_num_threads()} threads, attn={args.attn}, "
                   f"N={args.tokens} tokens per window, median of {args.repeats}, {args.clock} clock")
     table = Table(title=f"Encoding B windows of N tokens (time: {args.clock} ms; memory: MiB peak live tensors)")
-    for col in ("B", "tokens", "pcw ms", "seq ms", "long ms", "seq/pcw", "long/pcw", "pcw ms / B",
-                "pcw MiB", "seq MiB", "long MiB", "cache MiB"):
+    for col in ("B", "tokens", "pcw ms", "chunk ms", "seq ms", "long ms", "chunk/pcw", "seq/pcw", "long/pcw",
+                "pcw MiB", "chunk MiB", "seq MiB", "long MiB", "chunk/seq MiB", "cache MiB"):
         table.add_column(col, justify="right")
     for b in args.b:
         windows = make_windows(b, args.tokens, vocab, bos)
@@ -182,10 +189,10 @@ def main() -> None:
         mem.setdefault("long", float("nan"))
         cache_mib = timed["pcw"][1]
         cell = lambda x, f: "-" if x != x else format(x, f)  # noqa: E731  (NaN: not measured)
-        table.add_row(str(b), str(b * args.tokens), cell(ms["pcw"], ".1f"), cell(ms["seq"], ".1f"),
-                      cell(ms["long"], ".1f"), cell(ms["seq"] / ms["pcw"], ".2f"), cell(ms["long"] / ms["pcw"], ".2f"),
-                      cell(ms["pcw"] / b, ".1f"), cell(mem["pcw"], ".1f"), cell(mem["seq"], ".1f"),
-                      cell(mem["long"], ".1f"), f"{cache_mib:.2f}")
+        table.add_row(str(b), str(b * args.tokens), *(cell(ms[m], ".1f") for m in METHODS),
+                      *(cell(ms[m] / ms["pcw"], ".2f") for m in ("chunk", "seq", "long")),
+                      *(cell(mem[m], ".1f") for m in METHODS), cell(mem["chunk"] / mem["seq"], ".2f"),
+                      f"{cache_mib:.2f}")
         console.print(f"B={b} done", style="dim")
     console.print(table)
 

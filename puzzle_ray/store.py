@@ -270,19 +270,98 @@ class ArtifactStore:
 
     # -- folders -------------------------------------------------------------------------------------------
     def put_dir(self, local_dir: str | Path, key: str) -> None:
-        """Upload a local folder (e.g. an exported model); the `.complete` marker is written last."""
+        """Upload a local folder (e.g. an exported model); the `.complete` listing is written last."""
         local_dir = Path(local_dir)
-        for file in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        for file in _folder_files(local_dir):
             self.write_bytes(f"{key}/{file.relative_to(local_dir).as_posix()}", file.read_bytes())
-        self.write_bytes(f"{key}/.complete", b"")
+        self.write_json(f"{key}/{DIR_MARKER}", dir_listing(local_dir))
+
+    def mark_dir_complete(self, key: str, folder: str | Path) -> None:
+        """Record the folder `key`, built in place at `folder` (a local store's own path), as complete."""
+        self.write_json(f"{key}/{DIR_MARKER}", dir_listing(folder))
+
+    def dir_complete(self, key: str) -> bool:
+        return self.exists(f"{key}/{DIR_MARKER}")
 
     def get_dir(self, key: str, local_dir: str | Path | None = None, prefix: str = "puzzle-") -> Path:
         """Download a folder written by `put_dir` (into `local_dir`, or a new temporary folder named `prefix*`);
-        on a local store, return the folder in place, creating nothing."""
-        if not self.exists(f"{key}/.complete"):
+        on a local store, return the folder in place, creating nothing. Every file its listing names is
+        checked (present, same size, same SHA-256): a changed one raises `CorruptArtifact` naming it."""
+        if not self.dir_complete(key):
             raise FileNotFoundError(f"{self.uri(key)}: no complete folder in the artifact store")
+        listing = self.read_json(f"{key}/{DIR_MARKER}") if self.fs.size(self.path(f"{key}/{DIR_MARKER}")) else {}
+        if not isinstance(listing, dict) or not isinstance(listing.get("files", {}), dict):
+            raise CorruptRecord(f"{self.uri(key)}/{DIR_MARKER}: not a folder listing")
         if self.is_local:
-            return Path(self.path(key))
-        local_dir = Path(local_dir) if local_dir is not None else Path(tempfile.mkdtemp(prefix=prefix))
-        self.fs.get(self.path(key) + "/", str(local_dir), recursive=True)
-        return local_dir
+            folder = Path(self.path(key))
+        else:
+            folder = Path(local_dir) if local_dir is not None else Path(tempfile.mkdtemp(prefix=prefix))
+            self.fs.get(self.path(key) + "/", str(folder), recursive=True)
+        _verify_listing(folder, listing.get("files", {}), self.uri(key))  # {} for a folder from before listings
+        return folder
+
+
+DIR_MARKER = ".complete"
+"""A stored folder's completion record, written last: JSON {"files": {relative name: {"size", "sha256"}}}."""
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != DIR_MARKER)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"size": path.stat().st_size, "sha256": _file_sha256(path)}
+
+
+def dir_listing(folder: str | Path) -> dict[str, Any]:
+    """The completion record of a folder: every file's size and SHA-256, computed once, at write time."""
+    folder = Path(folder)
+    return {"files": {f.relative_to(folder).as_posix(): _file_entry(f) for f in _folder_files(folder)}}
+
+
+def relist_file(folder: str | Path, name: str) -> None:
+    """After rewriting `name` inside a complete folder (the model card of a stored child, which evaluation and
+    publishing refresh), record its new size and digest, so the folder still verifies; no-op without a listing."""
+    marker = Path(folder) / DIR_MARKER
+    if not marker.is_file() or not marker.stat().st_size:
+        return
+    listing = json.loads(marker.read_text())
+    listing.setdefault("files", {})[name] = _file_entry(Path(folder) / name)
+    tmp = marker.with_name(f".tmp-{uuid.uuid4().hex}{DIR_MARKER}")
+    tmp.write_text(json.dumps(listing, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, marker)
+
+
+_VERIFIED: dict[tuple, str] = {}
+"""Digests this process already computed, by (path, inode, size, mtime): a folder read by several stages of one
+driver is hashed once; any rewrite of a file changes its mtime and is hashed again."""
+
+
+def _digest(path: Path, st: os.stat_result) -> str:
+    stamp = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if stamp not in _VERIFIED:
+        _VERIFIED[stamp] = _file_sha256(path)
+    return _VERIFIED[stamp]
+
+
+def _verify_listing(folder: Path, files: dict[str, dict[str, Any]], uri: str) -> None:
+    for name, entry in files.items():
+        path = folder / name
+        st = path.stat() if path.is_file() else None
+        if st is None:
+            problem = "is missing"
+        elif st.st_size != entry.get("size"):
+            problem = f"has {st.st_size:,} bytes, {entry.get('size')} when it was written"
+        elif _digest(path, st) != entry.get("sha256"):
+            problem = "changed after it was written (SHA-256 mismatch)"
+        else:
+            continue
+        raise CorruptArtifact(f"{uri}/{name}: {problem}; delete the folder and run the stage that wrote it again")

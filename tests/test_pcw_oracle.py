@@ -182,3 +182,28 @@ def test_windows_are_encoded_independently_and_their_order_does_not_matter():
     task = random_tokens(6)
     reordered = pcw.logits(pcw.encode(windows[::-1]), task)
     assert (pcw.logits(context, task) - reordered).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("alignment", ["left", "right"])
+@pytest.mark.parametrize("name", ["llama", "child", "qwen2"])
+def test_every_chunking_of_the_windows_gives_the_same_context(name, alignment):
+    """Windows encoded a few per forward (bounded memory) merge into the context one forward gives."""
+    model = build(name)
+    windows = random_windows([7, 12, 5, 9], bos=MODELS[name][1])
+    task = random_tokens(6)
+    want = oracle_logits(model, windows, task, BOS, alignment)
+    contexts = {per: ParallelContextWindows(model, bos_token_id=BOS, alignment=alignment,
+                                            windows_per_forward=per).encode(windows) for per in (None, 1, 2, 3)}
+    whole = contexts[None]
+    for per, context in contexts.items():
+        assert torch.equal(context.token_ids, whole.token_ids) and torch.equal(context.positions, whole.positions)
+        assert torch.equal(context.window_of, whole.window_of)
+        for a, b in zip(context.keys + context.values, whole.keys + whole.values):
+            assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-10)), per
+        got = ParallelContextWindows(model, bos_token_id=BOS, alignment=alignment).logits(context, task)
+        assert (got - want).abs().max().item() < 1e-5, per
+
+
+def test_windows_per_forward_must_be_positive():
+    with pytest.raises(ValueError, match="windows_per_forward=0"):
+        ParallelContextWindows(build("llama"), windows_per_forward=0)

@@ -88,3 +88,39 @@ def test_an_object_store_writer_marker_is_taken_and_released():
     with store.writer({"workflow": "second"}, on_wait=told.append):
         pass
     assert told == []
+
+
+@pytest.mark.parametrize("url", ["local", "memory"])
+@pytest.mark.parametrize("damage", ["same-size change", "truncation", "missing file"])
+def test_a_stored_folder_whose_file_changed_is_refused_naming_the_file(tmp_path, url, damage):
+    from puzzle_ray.store import CorruptArtifact
+
+    store = ArtifactStore(tmp_path / "store" if url == "local" else f"memory://damage-{id(object())}")
+    store.put_dir(write_folder(tmp_path / "model"), "runs/model")
+    store.get_dir("runs/model", local_dir=tmp_path / "ok")  # intact: verifies
+    key = "runs/model/sub/weights.bin"
+    if damage == "missing file":
+        store.delete(key)
+    else:
+        store.write_bytes(key, b"\x00\x01\x03" if damage == "same-size change" else b"\x00")
+    with pytest.raises(CorruptArtifact, match=r"runs/model/sub/weights\.bin: (is missing|has 1 bytes|changed)"):
+        store.get_dir("runs/model", local_dir=tmp_path / "copy")
+
+
+def test_a_folder_built_in_place_verifies_and_a_refreshed_file_is_relisted(tmp_path):
+    from puzzle_ray.store import DIR_MARKER, CorruptArtifact, CorruptRecord, relist_file
+
+    store = ArtifactStore(tmp_path / "store")
+    folder = write_folder(Path(store.path("runs/child")))
+    store.mark_dir_complete("runs/child", folder)
+    assert set(store.read_json(f"runs/child/{DIR_MARKER}")["files"]) == {"config.json", "sub/weights.bin"}
+    (folder / "config.json").write_text('{"a": 2}')  # e.g. the model card rewritten by `publish`
+    with pytest.raises(CorruptArtifact, match="config.json"):
+        store.get_dir("runs/child")
+    relist_file(folder, "config.json")
+    assert store.get_dir("runs/child") == folder
+    (folder / DIR_MARKER).write_bytes(b"")  # a folder completed before listings existed: accepted unchecked
+    assert store.get_dir("runs/child") == folder
+    (folder / DIR_MARKER).write_text('{"files": {"config.js')  # truncated by a full disk
+    with pytest.raises(CorruptRecord, match=r"runs/child/\.complete: not valid JSON"):
+        store.get_dir("runs/child")

@@ -253,8 +253,11 @@ def card_facts(model_dir: str | Path) -> CardFacts | None:
 
 
 def write_card(model_dir: str | Path, card: ModelCard) -> Path:
+    from ..store import relist_file
+
     path = Path(model_dir) / CARD_FILE
     path.write_text(str(card), encoding="utf-8")
+    relist_file(model_dir, CARD_FILE)  # a stored child's folder must still verify after its card is refreshed
     return path
 
 

@@ -17,16 +17,16 @@ from ..store import ArtifactStore
 def stored_model(store: ArtifactStore, key: str, build: Callable[[Path], None]) -> Path:
     """The model folder `headline/children/<key>/model`, built by `build(folder)` unless it is complete already."""
     model_key = f"headline/children/{key}/model"
-    if store.exists(f"{model_key}/.complete"):
+    if store.dir_complete(model_key):
         return store.get_dir(model_key, prefix="headline-child-")
     if store.is_local:
         target = Path(store.path(model_key))
         build(target)
+        store.mark_dir_complete(model_key, target)
     else:
         target = Path(tempfile.mkdtemp(prefix="headline-child-")) / "model"
         build(target)
         store.put_dir(target, model_key)
-    store.write_bytes(f"{model_key}/.complete", b"")
     return target
 
 

@@ -142,7 +142,7 @@ def distill(
     if not store.is_local:  # workers on other machines read the models through the store
         parent_ref, child_ref, store_url = f"{key}/inputs/parent", f"{key}/inputs/child", store.url
         for ref, folder in ((parent_ref, parent_dir), (child_ref, child_dir)):
-            if not store.exists(f"{ref}/.complete"):
+            if not store.dir_complete(ref):
                 store.put_dir(folder, ref)
 
     from ..cluster import connect

@@ -278,6 +278,8 @@ def publish(
     if active is not None and (run_id is None or active.info.run_id == run_id):
         run_ctx = contextlib.nullcontext(active)
     else:
+        if run_id is not None:  # start_run(run_id=...) refuses a run outside the process's active experiment
+            mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
         run_ctx = mlflow.start_run(run_id=run_id, run_name=None if run_id else f"publish-{registered_name}",
                                    nested=active is not None)
     uri = f"models:/{registered_name}@{alias}"

@@ -137,7 +137,7 @@ def build_library(
         log.info("library %s is complete: reusing it", key)
         return BuildResult(Library.read(store, key), key, reused=True)
     parent_key = f"parents/{parent_fp}"
-    if not store.exists(f"{parent_key}/.complete"):
+    if not store.dir_complete(parent_key):
         store.put_dir(parent_dir, parent_key)
 
     tokens_per_step = bld.micro_batch_size * data.seq_len

@@ -2,7 +2,7 @@
 
     from puzzle_ray.pcw import ParallelContextWindows
     pcw = ParallelContextWindows(model, tokenizer)            # alignment="left" (the reference's default)
-    context = pcw.encode(["window 1", "window 2"])            # one batched forward; reusable, never changed
+    context = pcw.encode(["window 1", "window 2"])            # windows_per_forward at a time; reusable
     pcw.logits(context, "task")                               # (len(task), vocab)
     pcw.generate(context, "task", max_new_tokens=32)          # new token ids
     pcw.classify(context, ["input 1", "input 2"], labels)     # loglik (default) or method="greedy" (label trie)

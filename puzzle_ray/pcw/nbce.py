@@ -15,7 +15,7 @@ step. Label log-likelihood classification (`label_scores`, `classify(method="log
 level: per window, each label's total log-likelihood (sum of its tokens' log-probs), renormalised over the
 labels, is p_k(label); the combined scores are normalised log-probabilities over the labels.
 
-The windows are still encoded in one batched forward (PCW's encoding keeps them independent); each query then
+The windows are encoded as PCW encodes them (which keeps them independent); each query then
 takes B + 1 model rows in one forward, each row seeing only its window's keys from its own positions.
 """
 
@@ -76,7 +76,7 @@ class NaiveBayesContextWindows(ParallelContextWindows):
         self.pooling: Pooling = pooling
 
     def encode(self, windows: Sequence[Tokens], alignment: Alignment | None = None) -> EncodedContext:
-        """The windows, encoded in one batched forward (each window's positions start at 0)."""
+        """The windows, encoded as PCW encodes them (each window's positions start at 0)."""
         if alignment not in (None, "left"):
             raise ValueError(f"alignment={alignment!r}: NBCE reads each window from position 0 (left only)")
         return super().encode(windows, "left")

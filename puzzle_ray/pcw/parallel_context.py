@@ -1,13 +1,15 @@
 """Parallel Context Windows (Ratner et al., ACL 2023) for any transformers 5 causal LM and for Puzzle children.
 
     pcw = ParallelContextWindows(model, tokenizer)
-    context = pcw.encode(["demo 1 ...", "demo 2 ...", "demo 3 ..."])   # ONE batched forward over the windows
+    context = pcw.encode(["demo 1 ...", "demo 2 ...", "demo 3 ..."])   # batched forwards over the windows
     pcw.logits(context, "\\n==\\nquery")                                 # (len(task), vocab)
     pcw.generate(context, "Question: ...", max_new_tokens=32)
     pcw.classify(context, ["\\n==\\ninput: x\\ntype:"], ["sports", "world"])
 
-Windows are encoded in one forward, padded to the longest, each row attending causally to itself only (an
-explicit 4-D mask) with explicit position ids; their caches are then merged into one context (one shared BOS).
+Windows are encoded in batched forwards of `windows_per_forward` rows, padded to the chunk's longest, each row
+attending causally to itself only (an explicit 4-D mask) with explicit position ids; each chunk's kept tokens
+are gathered from its cache before the next chunk runs, and the pieces are merged into one context (one shared
+BOS). Chunks bound the peak memory: every row's padded mask, activations and full cache are live at once.
 Queries run against their own cache built around the context's tensors, so a context serves any number of
 queries and never changes. See `layout.py` for the exact semantics.
 
@@ -52,7 +54,10 @@ class ParallelContextWindows:
         bos_token_id: int | None = None,
         add_bos: bool = False,
         context_scale: ContextScale = "none",
+        windows_per_forward: int | None = 1,
     ):
+        if windows_per_forward is not None and windows_per_forward < 1:
+            raise ValueError(f"windows_per_forward={windows_per_forward}: expected a positive number or None (all)")
         if alignment not in ("left", "right"):
             raise ValueError(f"alignment={alignment!r}: expected 'left' or 'right'")
         self.model = model.eval()
@@ -69,6 +74,10 @@ class ParallelContextWindows:
         self.context_scale: ContextScale = check_context_scale(context_scale)
         """Task queries weigh each window key's exp(q . k) by c: "none" (c = 1, plain PCW), "per_window"
         (c = 1/B: as if one window were present) or a positive c; the shared BOS keeps 1 (see `rescale.py`)."""
+        self.windows_per_forward = windows_per_forward
+        """Windows encoded per forward (None: all in one). On CPU, 1 costs no more time than one batched forward
+        and keeps the peak memory at one window at a time's, where one forward over B = 8 windows holds 2.7x
+        (benchmarks/pcw_speed.py); on a GPU, more rows per forward is faster where memory allows."""
 
     # ----------------------------------------------------------------------------------------------- tokens
     def _ids(self, x: Tokens, what: str, special: bool) -> list[int]:
@@ -120,23 +129,49 @@ class ParallelContextWindows:
     # ----------------------------------------------------------------------------------------------- encode
     @torch.no_grad()
     def encode(self, windows: Sequence[Tokens], alignment: Alignment | None = None) -> EncodedContext:
-        """Encode the windows in one batched forward and merge their caches into one context."""
+        """Encode the windows in batched forwards (`windows_per_forward` rows each) and merge their caches into
+        one context."""
         if isinstance(windows, (str, torch.Tensor)) or len(windows) == 0:
             raise ValueError("windows: expected a non-empty list of windows (strings or token-id lists)")
         ids = [self.window_ids(w, k) for k, w in enumerate(windows)]
         layout = plan_windows(ids, self.bos_token_id, alignment or self.alignment)
         for k, w in enumerate(layout.windows):
             self.adapter.check_positions(layout.shifts[k] + len(w) - 1, f"windows[{k}] ({len(w)} tokens)")
+        order = layout.merge_order  # chunks follow the merged order, so concatenating their pieces keeps it
+        step = self.windows_per_forward or len(order)
+        pieces = [self._encode_chunk(layout, order[a : a + step]) for a in range(0, len(order), step)]
+        keys = [_cat([p[0][i] for p in pieces]) for i in range(self.adapter.num_layers)]
+        values = [_cat([p[1][i] for p in pieces]) for i in range(self.adapter.num_layers)]
+        num, kept = len(layout.windows), layout.kept()
+        shared = layout.shared_bos and num > 1
+        window_of = [(-1 if shared and i == 0 and k == layout.longest else k) for k, i in kept]
         device = self.adapter.device
-        num, m = len(layout.windows), layout.max_window_len
-        # Column j of every row holds the token at position j: left alignment pads on the right, right on the left.
+        return EncodedContext(
+            layout=layout,
+            keys=tuple(keys),
+            values=tuple(values),
+            token_ids=torch.tensor([layout.windows[k][i] for k, i in kept], device=device),
+            positions=torch.tensor([layout.position(k, i) for k, i in kept], device=device),
+            window_of=torch.tensor(window_of, device=device),
+        )
+
+    def _encode_chunk(self, layout, chunk: Sequence[int]) -> tuple[list, list]:
+        """One forward over the windows `chunk` (in merged order); per layer, their kept tokens' keys and values
+        (1, kv, L_chunk, D), None for a layer without a cache."""
+        device = self.adapter.device
+        lo = min(layout.shifts[k] for k in chunk)  # the chunk's columns: positions lo .. hi - 1
+        hi = max(layout.shifts[k] + len(layout.windows[k]) for k in chunk)
+        num, m = len(chunk), hi - lo
+        # Column j of every row holds the token at position lo + j: left alignment pads on the right, right on
+        # the left.
         input_ids = torch.zeros(num, m, dtype=torch.long, device=device)  # (W, M)
         valid = torch.zeros(num, m, dtype=torch.bool, device=device)
-        for k, w in enumerate(layout.windows):
-            cols = slice(layout.shifts[k], layout.shifts[k] + len(w))
-            input_ids[k, cols] = torch.tensor(w, device=device)
-            valid[k, cols] = True
-        positions = torch.arange(m, device=device).unsqueeze(0).expand(num, m)  # (W, M)
+        for r, k in enumerate(chunk):
+            w = layout.windows[k]
+            cols = slice(layout.shifts[k] - lo, layout.shifts[k] - lo + len(w))
+            input_ids[r, cols] = torch.tensor(w, device=device)
+            valid[r, cols] = True
+        positions = (lo + torch.arange(m, device=device)).unsqueeze(0).expand(num, m)  # (W, M)
         causal = torch.ones(m, m, dtype=torch.bool, device=device).tril()
         # (W, M, M): own window only, causal, no padding keys. Padding queries see themselves, so that no row is
         # fully masked (a softmax over nothing gives NaN, and 0 * NaN would poison the real tokens).
@@ -144,9 +179,10 @@ class ParallelContextWindows:
         cache = self.adapter.new_cache()
         self.adapter.forward(input_ids, positions, allowed, positions, cache, hidden_only=True)
 
-        kept = layout.kept()
-        rows = torch.tensor([k for k, _ in kept], device=device)
-        cols = torch.tensor([layout.position(k, i) for k, i in kept], device=device)
+        first = {k: (1 if (layout.shared_bos and k != layout.longest) else 0) for k in chunk}
+        kept = [(r, i) for r, k in enumerate(chunk) for i in range(first[k], len(layout.windows[k]))]
+        rows = torch.tensor([r for r, _ in kept], device=device)
+        cols = torch.tensor([layout.position(chunk[r], i) - lo for r, i in kept], device=device)
         keys, values = [], []
         for i in range(self.adapter.num_layers):
             layer = cache.layers[i] if i < len(cache.layers) else None
@@ -157,16 +193,7 @@ class ParallelContextWindows:
             # (W, kv, M, D) -> pick (row, col) pairs -> (L, kv, D) -> (1, kv, L, D)
             keys.append(layer.keys[rows, :, cols, :].transpose(0, 1).unsqueeze(0).contiguous())
             values.append(layer.values[rows, :, cols, :].transpose(0, 1).unsqueeze(0).contiguous())
-        shared = layout.shared_bos and num > 1
-        window_of = [(-1 if shared and i == 0 and k == layout.longest else k) for k, i in kept]
-        return EncodedContext(
-            layout=layout,
-            keys=tuple(keys),
-            values=tuple(values),
-            token_ids=input_ids[rows, cols].clone(),
-            positions=cols.clone(),
-            window_of=torch.tensor(window_of, device=device),
-        )
+        return keys, values
 
     # ----------------------------------------------------------------------------------------------- logits
     def logits(self, context: EncodedContext, task: Tokens) -> torch.Tensor:
@@ -363,6 +390,11 @@ class ParallelContextWindows:
                 scores = [step[b] for b in range(len(chunk))]
             out.extend(n.label for n in nodes)
         return out
+
+
+def _cat(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """Concatenate the chunks' pieces of one layer along the token axis (None for a layer without a cache)."""
+    return None if parts[0] is None else (parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
 
 
 def _left_padded(rows: Sequence[Sequence[int]], pad: int, device) -> torch.Tensor:

@@ -47,7 +47,7 @@ def publish_dir(ctx: StageContext, build) -> Path:
     if ctx.store.is_local:
         target = Path(ctx.store.path(key))
         build(target)
-        ctx.store.write_bytes(f"{key}/.complete", b"")
+        ctx.store.mark_dir_complete(key, target)
         return target
     tmp = Path(tempfile.mkdtemp(prefix="puzzle-")) / "model"
     build(tmp)
