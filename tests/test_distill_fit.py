@@ -1,13 +1,15 @@
 """GKD end-to-end on Ray Train with 2 CPU workers (gloo): DDP, and DeepSpeed ZeRO-2 through a worker failure.
 
-Each fit costs ~30-60 s on 2 cores (mostly worker start-up), so there are two: the DDP one also checks
+Each fit costs ~30-60 s on 2 cores (mostly worker start-up), so there are three: the DDP one also checks
 rank-0-only MLflow logging and the stage's reuse; the DeepSpeed one has a worker fail once after its first
 checkpoint and checks that Ray Train's restart resumes from that checkpoint (step counter, weights, optimizer
-and data position: the replayed steps reproduce the losses logged before the failure).
+and data position: the replayed steps reproduce the losses logged before the failure); in the third a DDP
+worker is killed, and the resumed child must equal the uninterrupted DDP one bit for bit.
 """
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -63,19 +65,22 @@ def experiment(tmp_path: Path, name: str) -> str:
 
 
 class FailOnce:
-    """A batch source whose rank 0 raises once, when it reaches batch `at` (a marker file remembers across the
-    restarted workers): a real worker failure in the middle of training."""
+    """A batch source whose rank `rank` fails once, when it reaches batch `at` (a marker file remembers across
+    the restarted workers): it raises, or with `kill` the worker process is killed (SIGKILL, as the OOM killer or
+    a lost node would), in the middle of training."""
 
-    def __init__(self, inner: TensorBatchSource, at: int, marker: Path):
-        self.inner, self.at, self.marker = inner, at, str(marker)
+    def __init__(self, inner: TensorBatchSource, at: int, marker: Path, kill_rank: int | None = None):
+        self.inner, self.at, self.marker, self.kill_rank = inner, at, str(marker), kill_rank
 
     def content_hash(self) -> str:
         return self.inner.content_hash()
 
     def batches(self, batch_size, token_budget=None, rank=0, world_size=1, seed=0, cycle=False):
         for i, batch in enumerate(self.inner.batches(batch_size, token_budget, rank, world_size, seed, cycle)):
-            if rank == 0 and i == self.at and not os.path.exists(self.marker):
+            if rank == (self.kill_rank or 0) and i == self.at and not os.path.exists(self.marker):
                 Path(self.marker).touch()
+                if self.kill_rank is not None:
+                    os.kill(os.getpid(), signal.SIGKILL)
                 raise RuntimeError("injected worker failure")
             yield batch
 
@@ -84,16 +89,34 @@ CONFIG = dict(num_workers=2, cpus_per_worker=0.5, micro_batch_size=4, token_budg
               warmup_fraction=0.1, log_every=5, kl_chunk_tokens=48, max_failures=1)
 
 
-def test_ddp_gkd_lowers_kl_logs_one_run_and_is_reused(ray_cluster, mlflow_uri, tmp_path):
+class DdpFit:
+    """The uninterrupted DDP fit that two tests read: its checks, and the reference a killed fit must equal."""
+
+    def __init__(self, root: Path):
+        import mlflow
+
+        self.parent_dir, self.child_dir = make_pair(root)
+        self.before = kl_from_parent(self.parent_dir, self.child_dir)
+        self.store = ArtifactStore(root / "store")
+        self.config = DistillConfig(engine="ddp", checkpoint_every=20, **CONFIG)
+        self.exp = experiment(root, "gkd-ddp")
+        with mlflow.start_run(experiment_id=self.exp) as run:
+            self.run_id = run.info.run_id
+            self.out = distill(self.parent_dir, self.child_dir, tokens(320, seed=1), self.config, self.store,
+                               mlflow_run_id=self.run_id)
+
+
+@pytest.fixture(scope="module")
+def ddp_fit(ray_cluster, mlflow_uri, tmp_path_factory) -> DdpFit:
+    return DdpFit(tmp_path_factory.mktemp("ddp"))
+
+
+def test_ddp_gkd_lowers_kl_logs_one_run_and_is_reused(ddp_fit):
     import mlflow
 
-    parent_dir, child_dir = make_pair(tmp_path)
-    before = kl_from_parent(parent_dir, child_dir)
-    store = ArtifactStore(tmp_path / "store")
-    config = DistillConfig(engine="ddp", checkpoint_every=20, **CONFIG)
-    exp = experiment(tmp_path, "gkd-ddp")
-    with mlflow.start_run(experiment_id=exp) as run:
-        out = distill(parent_dir, child_dir, tokens(320, seed=1), config, store, mlflow_run_id=run.info.run_id)
+    parent_dir, child_dir, out, config, store = (ddp_fit.parent_dir, ddp_fit.child_dir, ddp_fit.out,
+                                                 ddp_fit.config, ddp_fit.store)
+    exp, before = ddp_fit.exp, ddp_fit.before
     after = kl_from_parent(parent_dir, out)
     assert after < 0.85 * before, (before, after)  # measured: 1.50 -> 1.17
 
@@ -103,12 +126,12 @@ def test_ddp_gkd_lowers_kl_logs_one_run_and_is_reused(ray_cluster, mlflow_uri, t
 
     client = mlflow.MlflowClient()
     runs = client.search_runs([exp])
-    assert [r.info.run_id for r in runs] == [run.info.run_id]  # workers created no runs of their own
-    history = client.get_metric_history(run.info.run_id, "gkd/loss_kl")
+    assert [r.info.run_id for r in runs] == [ddp_fit.run_id]  # workers created no runs of their own
+    history = client.get_metric_history(ddp_fit.run_id, "gkd/loss_kl")
     assert [m.step for m in history] == list(range(5, 41, 5))  # once per step: rank 0 only, no duplicates
     assert history[-1].value < history[0].value
     for key in ("gkd/loss_cosine", "gkd/lr", "gkd/tokens_per_s", "gkd/grad_norm"):
-        assert len(client.get_metric_history(run.info.run_id, key)) == 8, key
+        assert len(client.get_metric_history(ddp_fit.run_id, key)) == 8, key
 
     start = time.perf_counter()  # the finished stage is returned at once, without a fit
     assert distill(parent_dir, child_dir, tokens(320, seed=1), config, store, show_progress=False) == out
@@ -140,3 +163,25 @@ def test_deepspeed_zero2_gkd_resumes_from_its_checkpoint_after_a_worker_failure(
     assert steps == [5, 10, 15, 15, 20, 25, 30, 35, 40]
     first, replayed = (m.value for m in history if m.step == 15)
     assert replayed == pytest.approx(first, rel=1e-4)  # same weights, optimizer state and data position
+
+
+def test_a_killed_ray_train_worker_resumes_to_the_identical_child(ddp_fit, tmp_path):
+    """Rank 1 is SIGKILLed at step 31 of 40, after the step-20 checkpoint: Ray Train restarts the group from it,
+    and the child equals the uninterrupted fit's bit for bit."""
+    import ray.cloudpickle
+    from safetensors.torch import load_file
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    data = FailOnce(tokens(320, seed=1), at=30, marker=tmp_path / "killed-once", kill_rank=1)
+    out = distill(ddp_fit.parent_dir, ddp_fit.child_dir, data, ddp_fit.config, ArtifactStore(tmp_path / "store"),
+                  show_progress=False)
+    assert (tmp_path / "killed-once").exists()
+    key = next(k for k in ArtifactStore(tmp_path / "store").list("distill"))
+    done = ArtifactStore(tmp_path / "store").read_json(f"distill/{key}/complete.json")
+    assert done["step"] == 40 and done["restarts"] == 1
+    weights = sorted(p.name for p in ddp_fit.out.glob("*.safetensors"))
+    assert weights and weights == sorted(p.name for p in out.glob("*.safetensors"))
+    for name in weights:
+        want, got = load_file(ddp_fit.out / name), load_file(out / name)
+        assert want.keys() == got.keys()
+        assert all(torch.equal(want[k], got[k]) for k in want), name
