@@ -184,3 +184,24 @@ def test_dominated_variants_are_left_out_of_single_solution_solves():
     limit = 0.8 * parent_figure(lib, "stats.memory_mib")
     expected = brute_force(lib, "metrics.kl_div", {"stats.memory_mib": (None, limit)})[0]
     assert set(result.columns) <= set(keep) and result.objective == pytest.approx(expected)
+
+
+def test_a_process_whose_highs_runs_more_threads_still_solves_with_the_one_thread_default(tmp_path):
+    """HiGHS sizes one thread pool per process and refuses a solve asking for another size; the default
+    `threads: 1` must then use the pool there is (a fresh process, so no earlier test has sized it)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from puzzle_ray.solve import SearchConfig, search\n"
+        "from puzzle_ray.solve.synthetic import random_library\n"
+        "lib = random_library(num_layers=6, max_variants=6, seed=0)\n"
+        "c = ['stats.memory_mib<=0.8*parent']\n"
+        "a = search(lib, SearchConfig(constraints=c, use_ray=False, highs_options={'threads': 2}))\n"
+        "b = search(lib, SearchConfig(constraints=c, use_ray=False))\n"
+        "assert [s.chosen for s in a.solutions] == [s.chosen for s in b.solutions]\n"
+        "assert b.solutions[0].status == 'optimal' and b.solutions[0].objective == a.solutions[0].objective\n"
+        "print('same')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip().endswith("same"), out.stderr[-2000:]

@@ -45,6 +45,70 @@ class MipResult:
         return self.columns is not None
 
 
+@dataclass
+class MipModel:
+    """The MIP exactly as HiGHS gets it: the kept columns, the scaled constraint rows, the diversity rows.
+    `benchmarks/mip_scaling.py` hands the same model to another solver."""
+
+    keep: np.ndarray
+    """(n,) the problem's columns that are variables here (sorted); the others are pruned."""
+    layer_of: np.ndarray
+    """(n,) layer of each variable, non-decreasing."""
+    num_layers: int
+    objective: np.ndarray
+    """(n,) q."""
+    maximize: bool
+    feasibility_only: bool
+    """No objective: any feasible point will do."""
+    upper: tuple[np.ndarray, np.ndarray] | None
+    """(V, b): V x <= b, V (K, n), each row scaled by max(|b|, its largest |value|)."""
+    lower: tuple[np.ndarray, np.ndarray] | None
+    """(V, b): V x >= b, scaled alike."""
+    diversity: tuple[sp.csr_matrix, int] | None
+    """(S, L - d): S x <= L - d, S (P, n) with ones at each earlier solution's columns."""
+
+    @property
+    def assign(self) -> sp.csr_matrix:
+        """(L, n): A x = 1, exactly one variant per layer."""
+        n = len(self.keep)
+        return sp.csr_matrix((np.ones(n), (self.layer_of, np.arange(n))), shape=(self.num_layers, n))
+
+
+def build_model(
+    problem: SearchProblem,
+    rows: list[Row] | None = None,
+    exclude: list[np.ndarray] = (),
+    min_diversity: int = 1,
+    feasibility_only: bool = False,
+) -> MipModel:
+    """The model `solve_mip` solves (see there for the arguments)."""
+    rows = problem.rows if rows is None else rows
+    L = problem.num_layers
+    # Dominated columns cannot be needed by a single solution (see dominance.py); diverse solutions keep every
+    # allowed one.
+    keep = allowed_columns(problem) if len(exclude) else undominated(problem, rows, not feasibility_only)
+    sides = {}
+    for name, side in (("upper", [(r, r.upper) for r in rows if r.upper is not None]),
+                       ("lower", [(r, r.lower) for r in rows if r.lower is not None])):
+        if side:
+            V = np.stack([problem.values[r.column][keep] for r, _ in side])  # (K, n)
+            b = np.array([bound - problem.constant[r.column] for r, bound in side])  # (K,)
+            scale = np.maximum(np.maximum(np.abs(b), np.abs(V).max(axis=1)), 1e-12)
+            sides[name] = (V / scale[:, None], b / scale)
+
+    diversity = None
+    if len(exclude):
+        # A solution shares sum(x[its columns]) layers with the new one; at most L - d may be shared.
+        position = np.full(problem.num_columns, -1)
+        position[keep] = np.arange(len(keep))
+        cols = position[np.concatenate(exclude)]  # every allowed column is kept here, and solutions use no other
+        which = np.repeat(np.arange(len(exclude)), L)
+        S = sp.csr_matrix((np.ones(len(cols)), (which, cols)), shape=(len(exclude), len(keep)))
+        diversity = (S, L - min_diversity)
+    return MipModel(keep, problem.layer_of[keep], L, problem.objective[keep], problem.maximize, feasibility_only,
+                    sides.get("upper"), sides.get("lower"), diversity)
+
+
 def solve_mip(
     problem: SearchProblem,
     rows: list[Row] | None = None,
@@ -62,48 +126,35 @@ def solve_mip(
     import cvxpy as cp
 
     start = time.perf_counter()
-    rows = problem.rows if rows is None else rows
-    L = problem.num_layers
-    # Dominated columns cannot be needed by a single solution (see dominance.py); diverse solutions keep every
-    # allowed one.
-    keep = allowed_columns(problem) if len(exclude) else undominated(problem, rows, not feasibility_only)
-    position = np.full(problem.num_columns, -1)
-    position[keep] = np.arange(len(keep))
-    n, layer_of = len(keep), problem.layer_of[keep]
-    x = cp.Variable(n, boolean=True)
-    assign = sp.csr_matrix((np.ones(n), (layer_of, np.arange(n))), shape=(L, n))
-    constraints = [assign @ x == 1]
-
-    upper = [(r, r.upper) for r in rows if r.upper is not None]
-    lower = [(r, r.lower) for r in rows if r.lower is not None]
-    for side, sign in ((upper, 1), (lower, -1)):
-        if not side:
-            continue
-        V = np.stack([problem.values[r.column][keep] for r, _ in side])  # (K, n)
-        b = np.array([bound - problem.constant[r.column] for r, bound in side])  # (K,)
-        scale = np.maximum(np.maximum(np.abs(b), np.abs(V).max(axis=1)), 1e-12)
-        V, b = V / scale[:, None], b / scale
-        constraints.append(V @ x <= b if sign > 0 else V @ x >= b)
-
-    if exclude:
-        # A solution shares sum(x[its columns]) layers with the new one; at most L - d may be shared.
-        cols = position[np.concatenate(exclude)]  # every allowed column is kept here, and solutions use no other
-        which = np.repeat(np.arange(len(exclude)), L)
-        S = sp.csr_matrix((np.ones(len(cols)), (which, cols)), shape=(len(exclude), n))
-        constraints.append(S @ x <= L - min_diversity)
-
-    q = problem.objective[keep]
+    model = build_model(problem, rows, exclude, min_diversity, feasibility_only)
+    L, layer_of, q = model.num_layers, model.layer_of, model.objective
+    x = cp.Variable(len(model.keep), boolean=True)
+    constraints = [model.assign @ x == 1]
+    if model.upper is not None:
+        constraints.append(model.upper[0] @ x <= model.upper[1])
+    if model.lower is not None:
+        constraints.append(model.lower[0] @ x >= model.lower[1])
+    if model.diversity is not None:
+        constraints.append(model.diversity[0] @ x <= model.diversity[1])
     if feasibility_only:
         objective = cp.Minimize(0)
     else:
-        objective = cp.Maximize(q @ x) if problem.maximize else cp.Minimize(q @ x)
+        objective = cp.Maximize(q @ x) if model.maximize else cp.Minimize(q @ x)
     cp_problem = cp.Problem(objective, constraints)
     quiet_highs_banner()
     with warnings.catch_warnings():
         # a time-limited solve is reported through `status` and `mip_gap`; cvxpy's generic warning adds nothing
         warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-        cp_problem.solve(solver=cp.HIGHS, mip_rel_gap=mip_rel_gap, time_limit=time_limit_s, output_flag=False,
-                         **(highs_options or {}))
+        options = dict(mip_rel_gap=mip_rel_gap, time_limit=time_limit_s, output_flag=False, **(highs_options or {}))
+        try:
+            cp_problem.solve(solver=cp.HIGHS, **options)
+        except cp.error.SolverError:
+            if "threads" not in options:
+                raise
+            # HiGHS keeps one thread pool per process, sized by the first solve, and refuses a solve that asks
+            # for another size: take the pool there is (the solve is the same, only its parallelism differs)
+            del options["threads"]
+            cp_problem.solve(solver=cp.HIGHS, **options)
     wall = time.perf_counter() - start
     stats = cp_problem.solver_stats
     solve_time = float(stats.solve_time or 0.0)
@@ -119,7 +170,7 @@ def solve_mip(
         return MipResult(status, None, None, None, solve_time, wall - solve_time)
     objective_value = float(q[columns].sum())
     gap = 0.0 if feasibility_only else _gap(info, objective_value)
-    return MipResult(status, keep[columns], objective_value, gap, solve_time, wall - solve_time)
+    return MipResult(status, model.keep[columns], objective_value, gap, solve_time, wall - solve_time)
 
 
 def _columns(x: np.ndarray, layer_of: np.ndarray, num_layers: int) -> np.ndarray | None:
