@@ -100,12 +100,19 @@ def convert(
 ) -> None:
     """Write the parent, unchanged, in the nemotron-nas export layout (every block is the parent's own). A GGUF
     file is dequantised and the export checked against it (logits and greedy tokens)."""
+    import warnings
+
     from transformers import AutoTokenizer
 
+    from .arch.config import load_puzzle_config
     from .arch.convert import convert_from_hf
-    from .arch.export import export_pretrained
+    from .arch.export import check_out_dir, export_pretrained
     from .ui import console, fail
 
+    try:  # the cheap checks first: nothing is loaded for an output that would be refused
+        check_out_dir(out_dir, overwrite)
+    except OSError as e:
+        fail(str(e))
     if parent_dir.suffix.lower() == ".gguf":
         from .parent.gguf import export_gguf
 
@@ -117,7 +124,11 @@ def convert(
         console.print(f"wrote {out_dir} ({record['architecture']}, max |logit diff| {diff:.2g}, {secs:.0f} s)")
         return
     try:
-        model = convert_from_hf(parent_dir)
+        if (parent_dir / "config.json").is_file():  # a supported family (the error names config.json), before
+            load_puzzle_config(parent_dir)         # any weights; convert_from_hf names a folder without one
+        with warnings.catch_warnings():  # torch's note on a .bin's pickle protocol; a refusal is the error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            model = convert_from_hf(parent_dir)
         tokenizer = None
         if any((parent_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
             tokenizer = AutoTokenizer.from_pretrained(parent_dir, trust_remote_code=False)

@@ -36,7 +36,9 @@ def read_yaml_mapping(path: str | Path, what: str = "file") -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such {what}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file (not UTF-8: {e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML ({e})") from None
     if data is None:
@@ -47,6 +49,20 @@ def read_yaml_mapping(path: str | Path, what: str = "file") -> dict[str, Any]:
 
 
 def validation_problems(error, first_only: bool = False, top: str = "config") -> str:
-    """A pydantic ValidationError as `field.path: message` items joined by "; " (or only the first)."""
-    errors = error.errors()[:1] if first_only else error.errors()
-    return "; ".join(f"{'.'.join(map(str, err['loc'])) or top}: {err['msg']}" for err in errors)
+    """A pydantic ValidationError as `field.path: message` items joined by "; " (or only the first), unknown
+    fields first (a misspelt field is the likelier cause of a "Field required" beside it)."""
+    errors = sorted_errors(error)
+    errors = errors[:1] if first_only else errors
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or top}: {error_message(err)}" for err in errors)
+
+
+def sorted_errors(error) -> list[dict[str, Any]]:
+    """A ValidationError's errors, unknown fields (`extra_forbidden`) first, otherwise in pydantic's order."""
+    return sorted(error.errors(), key=lambda err: err["type"] != "extra_forbidden")
+
+
+def error_message(err: dict[str, Any]) -> str:
+    """One pydantic error's message; a choice that is not one of the allowed values says what was given."""
+    if err["type"] in ("literal_error", "enum"):
+        return f"{err['msg']} (got {err['input']!r})"
+    return err["msg"]

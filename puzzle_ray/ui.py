@@ -156,7 +156,10 @@ QUIET_ENV = {
 }
 MACHINE_ENV = ("DS_ACCELERATOR",)
 """Variables of QUIET_ENV that describe this machine: not passed on to the workers of another cluster."""
-QUIET_LOGGERS = ("mlflow", "alembic", "ray", "DeepSpeed", "datasets", "urllib3", "filelock", "httpx")
+QUIET_LOGGERS = ("mlflow", "alembic", "ray", "DeepSpeed", "datasets", "urllib3", "filelock", "httpx",
+                 "mlflow.store.db.utils")
+"""Loggers set to ERROR. MLflow resets its root logger's level when it is imported (after this runs), so its
+noisiest child is named too: "Creating initial MLflow database tables..." on every new SQLite store."""
 
 
 def quiet_third_party() -> dict[str, str]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from puzzle_ray.arch.export import export_pretrained
+from puzzle_ray.arch.export import check_out_dir, export_pretrained
 
 from .tiny_models import tiny_mixed_child, tiny_qwen2
 
@@ -81,9 +81,13 @@ def test_export_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "child"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(FileExistsError, match=r"child: already exists and is not empty \(to replace it pass "
+                                              r"--overwrite, or overwrite=True\)"):
         export_pretrained(model, target)
     assert (target / "keep.txt").read_text() == "mine"
+    assert check_out_dir(tmp_path / "new") == tmp_path / "new" and check_out_dir(target, overwrite=True) == target
+    with pytest.raises(FileExistsError, match="keep.txt: already exists and is a file"):
+        check_out_dir(target / "keep.txt")
 
     class Broken(Exception):
         pass
@@ -109,3 +113,24 @@ def test_convert_cli_writes_parent_unchanged(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "convert", str(tmp_path / "missing"),
                           str(tmp_path / "o2")], capture_output=True, text=True)
     assert bad.returncode != 0 and "no config.json" in bad.stderr and not (tmp_path / "o2").exists()
+
+
+def test_convert_cli_refuses_before_loading_weights(tmp_path):
+    """An existing output or an unsupported family is refused from the folder and config.json alone."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    (tmp_path / "hf").mkdir()  # weights that would fail to load: never read
+    (tmp_path / "hf" / "model.safetensors").write_bytes(b"not safetensors")
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(tiny_qwen2().config.to_dict()))
+
+    def convert(*args):
+        return subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "convert", *map(str, args)],
+                              capture_output=True, text=True)
+
+    res = convert(tmp_path / "hf", tmp_path / "out")
+    assert res.returncode == 2 and "out: already exists and is not empty" in res.stderr and "--overwrite" in res.stderr
+    assert "Traceback" not in res.stderr and (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 1}))
+    res = convert(tmp_path / "hf", tmp_path / "o2")
+    assert res.returncode == 2 and "hf/config.json: model_type='gpt2' is not one of" in res.stderr, res.stderr
+    assert not (tmp_path / "o2").exists()

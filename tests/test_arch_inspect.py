@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from puzzle_ray.arch import PuzzleConfig
@@ -83,6 +84,16 @@ def test_cli_inspect_bad_input(tmp_path):
     res = subprocess.run([sys.executable, "-m", "puzzle_ray.cli", "inspect", str(tmp_path / "missing.json")],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "no such config file" in res.stderr
+
+
+def test_unreadable_config_json_is_named(tmp_path):
+    file = tmp_path / "config.json"
+    file.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ValueError, match=r"config\.json: not a text file \(not UTF-8"):
+        load_puzzle_config(tmp_path)
+    file.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"config\.json: expected a JSON object of config fields, not list"):
+        load_puzzle_config(file)
 
 
 def test_inspect_reads_hf_model_folder(tmp_path):

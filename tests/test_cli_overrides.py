@@ -44,6 +44,20 @@ def test_bad_overrides_name_the_field(override, names):
         assert name in str(e.value)
 
 
+def test_plan_file_problems_name_the_file_the_unknown_field_first_and_what_was_given(tmp_path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ConfigError, match=r"binary\.yaml: not a text file \(not UTF-8"):
+        load_config(binary)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("nmae: x\ndistill: {engine: horovod}\n")  # misspelt `name`, so `name` is missing too
+    with pytest.raises(ConfigError) as e:
+        load_config(plan)
+    problems = str(e.value).removeprefix(f"{plan}: ").split("; ")
+    assert problems[0] == "nmae: Extra inputs are not permitted" and "name: Field required" in problems
+    assert "distill.engine: Input should be 'ddp' or 'deepspeed' (got 'horovod')" in problems
+
+
 def test_run_rejects_a_bad_override_with_exit_code_2_and_runs_nothing(monkeypatch):
     import puzzle_ray.workflows.driver as driver
 

@@ -109,6 +109,10 @@ def test_token_files_load_and_bad_ones_name_the_file(tmp_path):
         TensorBatchSource.from_file(tmp_path / "bad.npy")
     with pytest.raises(FileNotFoundError, match="missing.npy"):
         TensorBatchSource.from_file(tmp_path / "missing.npy")
+    for name in ("corrupt.npy", "corrupt.safetensors", "corrupt.pt"):  # each loader's own error, named
+        (tmp_path / name).write_bytes(bytes(range(128, 256)))
+        with pytest.raises(ValueError, match=rf"{name}: not a readable \.\w+ token file \("):
+            TensorBatchSource.from_file(tmp_path / name)
 
 
 def test_ddp_engine_trains_and_its_checkpoint_resumes_exactly(tmp_path):

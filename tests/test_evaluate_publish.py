@@ -200,6 +200,25 @@ def test_publishing_refuses_folders_it_cannot_serve(child_dir, tmp_path):
         publish(tmp_path / "missing", "x")
 
 
+def test_publish_cli_checks_every_input_before_mlflow(child_dir, tmp_path, monkeypatch):
+    import mlflow
+    from typer.testing import CliRunner
+
+    from puzzle_ray.cli import app
+
+    monkeypatch.chdir(tmp_path)  # MLflow's default store would be ./mlflow.db
+    monkeypatch.setattr(mlflow, "set_experiment", lambda *a, **k: pytest.fail("MLflow was set up"))
+    (tmp_path / "bad.json").write_text("{")
+    for args, message in (([child_dir, "--name", ""], "--name '': give a non-empty name"),
+                          ([child_dir, "--name", "x", "--alias", " "], "--alias ' ': give a non-empty alias"),
+                          ([tmp_path / "missing", "--name", "x"], "missing: not a model folder"),
+                          ([child_dir, "--name", "x", "--report", "nosuch.json"], "--report nosuch.json: no such file"),
+                          ([child_dir, "--name", "x", "--report", "bad.json"], "--report bad.json: not an eval")):
+        res = CliRunner().invoke(app, ["publish", *map(str, args)])
+        assert res.exit_code == 2 and message in res.output, res.output
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.json"]
+
+
 PYFUNC_SCRIPT = """
 import importlib.abc, importlib.machinery, importlib.util, json, os, sys
 os.environ["HF_HUB_OFFLINE"] = "1"

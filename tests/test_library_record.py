@@ -74,6 +74,19 @@ def test_read_errors_name_the_file(tmp_path):
     (tmp_path / "block_library.json").write_text("{")
     with pytest.raises(LibraryError, match="not valid JSON"):
         Library.read(tmp_path)
+    (tmp_path / "block_library.json").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(LibraryError, match=r"block_library\.json: not a text file \(not UTF-8"):
+        Library.read(tmp_path)
+    (tmp_path / "block_library.json").write_text('{"layer_0": {}}')  # a bad entry: the file is named too
+    with pytest.raises(LibraryError, match=r"block_library\.json: layer_0: no variants"):
+        Library.read(tmp_path)
+
+
+def test_read_errors_from_a_store_name_the_uri(tmp_path):
+    store = ArtifactStore(str(tmp_path / "store"))
+    store.write_json("lib/block_library.json", {"layer_0": {}})
+    with pytest.raises(LibraryError, match=r"store/lib/block_library\.json: layer_0: no variants"):
+        Library.read(store, "lib")
 
 
 def test_meta_is_typed_and_keeps_unknown_keys():

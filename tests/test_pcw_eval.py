@@ -160,6 +160,24 @@ def test_cli_pcw_generate(model_dir, tmp_path):
     (tmp_path / "empty.txt").write_text("\n")
     res = runner.invoke(app, args[:4] + [str(tmp_path / "empty.txt")] + args[5:])
     assert res.exit_code == 2 and "empty.txt: the file is empty" in res.output
+    (tmp_path / "binary.txt").write_bytes(bytes(range(128, 256)))
+    res = runner.invoke(app, args[:4] + [str(tmp_path / "binary.txt")] + args[5:])
+    assert res.exit_code == 2 and "binary.txt: not UTF-8 text" in res.output
+
+
+def test_cli_pcw_generate_checks_its_options_before_loading_the_model(tmp_path, monkeypatch):
+    import puzzle_ray.pcw.loading as loading
+    from puzzle_ray.cli import app
+
+    monkeypatch.setattr(loading, "load_causal_lm", lambda *a, **k: pytest.fail("loaded the model"))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "w.txt").write_text("some text")
+    args = ["pcw-generate", "--model", str(tmp_path / "model"), "--window", str(tmp_path / "w.txt"), "--prompt", "p"]
+    for option, value, allowed in (("--attn-implementation", "flash", "eager or sdpa"),
+                                   ("--dtype", "float8", "float16 or float64"), ("--alignment", "up", "left or right")):
+        res = CliRunner().invoke(app, [*args, option, value])
+        assert res.exit_code == 2 and f"{option} {value}: expected" in res.output and allowed in res.output, res.output
 
 
 def test_cli_pcw_eval(model_dir, data, tmp_path):
@@ -174,6 +192,16 @@ def test_cli_pcw_eval(model_dir, data, tmp_path):
     assert "PCW accuracy" in res.output and set(json.loads(out.read_text())["windows"]) == {"1", "2"}
     res = CliRunner().invoke(app, ["pcw-eval", "--model", str(model_dir), "--no-mlflow"])
     assert res.exit_code == 2 and "exactly one data source" in res.output
+    config = tmp_path / "pcw.yaml"
+    config.write_text("modle: x\nmethod: sampling\n")  # misspelt `model`: the unknown field is named first
+    res = CliRunner().invoke(app, ["pcw-eval", "--config", str(config), "--no-mlflow"])
+    assert res.exit_code == 2 and "error: modle: Extra inputs are not permitted" in res.output, res.output
+    config.write_text("model: x\nepisodes: 2\nmethod: sampling\n")
+    res = CliRunner().invoke(app, ["pcw-eval", "--config", str(config), "--no-mlflow"])
+    assert res.exit_code == 2 and "method: Input should be 'greedy' or 'loglik' (got 'sampling')" in res.output
+    config.write_bytes(bytes(range(128, 256)))
+    res = CliRunner().invoke(app, ["pcw-eval", "--config", str(config), "--no-mlflow"])
+    assert res.exit_code == 2 and "pcw.yaml: not a text file (not UTF-8" in res.output, res.output
     for bad in ("", "1,,2", "0", "two"):  # never silently the default
         res = CliRunner().invoke(app, ["pcw-eval", "--model", str(model_dir), "--train", str(train), "--test",
                                        str(test), "--windows", bad, "--no-mlflow"])

@@ -116,3 +116,12 @@ def test_repeated_export_warnings_print_once(caplog):
         log.warning("another architecture's warning")
     assert [r.getMessage() for r in caplog.records] == [
         "layers [2, 3] use linear replacements: vLLM has no loader path for them", "another architecture's warning"]
+
+
+def test_a_new_mlflow_store_is_created_quietly(tmp_path):
+    """MLflow resets its root logger when imported, after `quiet_third_party`: its store notices stay quiet."""
+    script = ("from puzzle_ray.ui import quiet_third_party; quiet_third_party(); import mlflow; "
+              "mlflow.set_tracking_uri('sqlite:///mlflow.db'); mlflow.set_experiment('e')")
+    res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "mlflow.db").exists() and "Creating initial MLflow database tables" not in res.stderr

@@ -108,9 +108,13 @@ def load_puzzle_config(path: str | Path) -> PuzzleConfig:
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such config file")
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{file}: not a text file (not UTF-8: {e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{file}: expected a JSON object of config fields, not {type(data).__name__}")
     model_type = data.get("model_type")
     supported = (*PARENT_MODEL_TYPES, MODEL_TYPE)
     if model_type not in supported:

@@ -91,6 +91,17 @@ def published_config_dict(config: PuzzleConfig) -> dict:
     return data
 
 
+def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """`out_dir` as a Path, or FileExistsError when it is a non-empty folder (or a file) and `overwrite` is off:
+    exporters and the commands that call them check it before any loading, so a refusal costs nothing."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        what = "is not empty" if out_dir.is_dir() else "is a file"
+        raise FileExistsError(f"{out_dir}: already exists and {what} (to replace it pass --overwrite, or "
+                              "overwrite=True)")
+    return out_dir
+
+
 def export_pretrained(
     model: PreTrainedModel,
     out_dir: str | Path,
@@ -108,9 +119,7 @@ def export_pretrained(
 
     source = getattr(model.config, "_name_or_path", None) or None  # the folder a converted parent came from
     model = convert_from_hf(model)  # a plain Llama/Qwen2/Mistral parent is exported as its own child
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass overwrite=True to replace it)")
+    out_dir = check_out_dir(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     warnings = engine_warnings(model.config)
     for w in warnings:

@@ -8,6 +8,7 @@ Workers receive the source pickled and each reads its own shard (`rank`, `world_
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -48,21 +49,13 @@ class TensorBatchSource:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such token file")
-        if path.suffix == ".npy":
-            import numpy as np
-
-            tokens = torch.from_numpy(np.load(path, allow_pickle=False))
-        elif path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            tensors = load_file(path)
-            if "tokens" not in tensors and len(tensors) != 1:
-                raise ValueError(f"{path}: expected a tensor named 'tokens' (found {sorted(tensors)})")
-            tokens = tensors.get("tokens", next(iter(tensors.values())))
-        elif path.suffix == ".pt":
-            tokens = torch.load(path, weights_only=True, map_location="cpu")
-        else:
+        if path.suffix not in (".npy", ".safetensors", ".pt"):
             raise ValueError(f"{path}: token files are .npy, .safetensors or .pt")
+        try:
+            tokens = _load_tokens(path)
+        except Exception as e:  # truncated or corrupt: numpy, safetensors and torch each raise their own kinds
+            problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"{path}: not a readable {path.suffix} token file ({problem})") from None
         try:
             return cls(tokens)
         except ValueError as e:
@@ -105,3 +98,21 @@ class TensorBatchSource:
             epoch += 1
             if not cycle or len(mine) == 0:
                 return
+
+
+def _load_tokens(path: Path) -> torch.Tensor:
+    """The token tensor of a .npy (allow_pickle=False), .safetensors or .pt (weights_only) file."""
+    if path.suffix == ".npy":
+        import numpy as np
+
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        tensors = load_file(path)
+        if "tokens" not in tensors and len(tensors) != 1:
+            raise ValueError(f"expected a tensor named 'tokens' (found {sorted(tensors)})")
+        return tensors.get("tokens", next(iter(tensors.values())))
+    with warnings.catch_warnings():  # torch's note on the "pickle protocol" of a file that is not its own
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        return torch.load(path, weights_only=True, map_location="cpu")

@@ -99,14 +99,15 @@ def publish_command(
     experiment: Annotated[str, experiment_option(None)] = "puzzle-ray",
 ) -> None:
     """Log MODEL to MLflow as a transformers model, register it as NAME and point ALIAS at it."""
-    import json
-
     from ..ui import console, fail
-    from .publish import publish
-    from .report import EvalReport
+    from .publish import check_publishable, publish
 
-    try:
-        attached = EvalReport.from_json(json.loads(report.read_text())) if report else None
+    try:  # every input is checked before MLflow is set up (a SQLite store would be created)
+        for option, value in (("--name", name), ("--alias", alias)):
+            if not value.strip():
+                raise ValueError(f"{option} {value!r}: give a non-empty {option[2:]}")
+        check_publishable(model, name, alias)
+        attached = _read_report(report) if report else None
         import mlflow as mlf
 
         use_tracking_uri(tracking_uri)
@@ -116,6 +117,20 @@ def publish_command(
         fail(str(e))
     console.print(f"registered {published.name} version {published.version} as @{published.alias}: "
                   f"{published.model_uri}")
+
+
+def _read_report(path: Path):
+    """The `--report` file as an EvalReport; errors name the file."""
+    import json
+
+    from .report import EvalReport
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--report {path}: no such file")
+    try:
+        return EvalReport.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as e:  # JSON, UTF-8 or the report's fields
+        raise ValueError(f"--report {path}: not an eval_report.json ({type(e).__name__}: {e})") from None
 
 
 def register(app: typer.Typer) -> None:

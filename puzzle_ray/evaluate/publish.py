@@ -83,6 +83,15 @@ class PublishedModel:
     """The MLflow 3 LoggedModel's id (`models:/<model_id>`), which the evaluation metrics are linked to."""
 
 
+def check_publishable(model_dir: str | Path, registered_name: str, alias: str) -> Path:
+    """The checks `publish` makes before it touches MLflow (a command calls it before it sets MLflow up)."""
+    model_dir = Path(model_dir)
+    _check_model_dir(model_dir)
+    if not registered_name.strip() or not alias.strip():
+        raise PublishError(f"registered_name {registered_name!r} and alias {alias!r} must be non-empty")
+    return model_dir
+
+
 def _check_model_dir(model_dir: Path) -> None:
     if not (model_dir / "config.json").is_file():
         raise PublishError(f"{model_dir}: not a model folder (no config.json)")
@@ -270,10 +279,7 @@ def publish(
     import mlflow
     from mlflow import MlflowClient
 
-    model_dir = Path(model_dir)
-    _check_model_dir(model_dir)
-    if not registered_name or not alias:
-        raise PublishError("registered_name and alias must be non-empty")
+    model_dir = check_publishable(model_dir, registered_name, alias)
     active = mlflow.active_run()
     if active is not None and (run_id is None or active.info.run_id == run_id):
         run_ctx = contextlib.nullcontext(active)

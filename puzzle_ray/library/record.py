@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..arch.blocks import AttentionConfig, BlockConfig, FFNConfig
+from ..arch.blocks import AttentionConfig, BlockConfig, BlockConfigError, FFNConfig
 from ..arch.kinds import block_labels
 from ..store import ArtifactStore
 from .bld_record import BLDRecord
@@ -150,6 +150,7 @@ class Library:
         """
         if isinstance(source, ArtifactStore):
             base = f"{prefix}/" if prefix else ""
+            where = source.uri(f"{base}{LIBRARY_FILE}")
             data = source.read_json(f"{base}{LIBRARY_FILE}")
             meta = source.read_json(f"{base}{META_FILE}") if source.exists(f"{base}{META_FILE}") else {}
         else:
@@ -161,7 +162,11 @@ class Library:
             if not isinstance(data, dict):
                 raise LibraryError(f"{file}: expected an object of layers ('layer_0': {{...}}, ...)")
             meta = _read_json(file.parent / META_FILE) if (file.parent / META_FILE).is_file() else {}
-        return cls.from_json(data, adapt_meta(meta) if adapt_meta else meta)
+            where = str(file)
+        try:
+            return cls.from_json(data, adapt_meta(meta) if adapt_meta else meta)
+        except (LibraryError, BlockConfigError) as e:  # say which file holds the bad entry
+            raise type(e)(f"{where}: {e}") from None
 
     def write(self, target: ArtifactStore | str | Path, prefix: str = "") -> None:
         """Write both files: to an artifact store under `prefix` (the store's JSON form: sorted keys), or to a
@@ -244,7 +249,9 @@ def _block_from_stats(stats: dict[str, Any], num_attention_heads: int | None) ->
 
 def _read_json(file: Path) -> Any:
     try:
-        return json.loads(file.read_text())
+        return json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise LibraryError(f"{file}: not a text file (not UTF-8: {e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise LibraryError(f"{file}: not valid JSON ({e})") from None
 

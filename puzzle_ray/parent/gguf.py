@@ -257,9 +257,9 @@ def export_gguf(source: str | Path, out_dir: str | Path, *, overwrite: bool = Fa
                 show_progress: bool = True) -> dict:
     """Convert the GGUF file `source` straight into `out_dir` (no cache); returns the gguf_source.json record."""
     header = read_gguf_header(source)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass overwrite=True to replace it)")
+    from ..arch.export import check_out_dir
+
+    out_dir = check_out_dir(out_dir, overwrite)
     with staged_folder(out_dir) as staging:
         record = _build(header, staging, show_progress)
         record["sha256"] = gguf_digest(header.path)

@@ -36,18 +36,24 @@ def pcw_generate(
     import torch
 
     from ..ui import console, fail
-    from .loading import check_model_dir, load_causal_lm
+    from .loading import DTYPES, check_model_dir, load_causal_lm
     from .parallel_context import ParallelContextWindows
 
-    try:
-        if alignment not in ("left", "right"):
-            raise ValueError(f"--alignment {alignment}: expected left or right")
+    try:  # every option and file is checked before anything is loaded
+        for option, value, allowed in (("--alignment", alignment, ("left", "right")),
+                                       ("--attn-implementation", attn_implementation, ("eager", "sdpa")),
+                                       ("--dtype", dtype, ("auto", *DTYPES))):
+            if value not in allowed:
+                raise ValueError(f"{option} {value}: expected {', '.join(allowed[:-1])} or {allowed[-1]}")
         check_model_dir(model)
         texts = []
         for path in window:
             if not path.is_file():
                 raise ValueError(f"--window {path}: no such file")
-            text = path.read_text(encoding="utf-8")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"--window {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
             if not text.strip():
                 raise ValueError(f"--window {path}: the file is empty (a window needs some text)")
             texts.append(text)

@@ -67,6 +67,7 @@ def solve(
 
     from pydantic import ValidationError
 
+    from ..configs import error_message, sorted_errors
     from ..ui import fail
 
     from .config import SearchConfig
@@ -115,7 +116,8 @@ def solve(
             print(json.dumps({"feasible": False, "solutions": [], "per_batch": [o.to_json() for o in e.outcomes]}))
         fail(str(e), code=1)
     except ValidationError as e:
-        errors = [f"{'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
+        errors = [f"{'.'.join(map(str, err['loc']))}: {error_message(err).removeprefix('Value error, ')}"
+                  for err in sorted_errors(e)]
         fail("; ".join(errors))
     except SolutionError as e:
         fail(f"a solution failed its independent verification: {e}", code=3)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, PositiveInt, ValidationError, field_validator, model_validator
 
-from ..configs import StrictConfig, read_yaml_mapping
+from ..configs import StrictConfig, error_message, read_yaml_mapping, sorted_errors
 from ..data.config import DataConfig, default_cache_dir
 from ..distill.config import DistillConfig
 from ..evaluate.config import EvalConfig, PublishConfig
@@ -243,9 +243,9 @@ def _section_model(annotation) -> type[BaseModel] | None:
 def _problems(error: ValidationError, overrides: Sequence[Override]) -> str:
     """Like `validation_problems`, each bad field that an override set naming that override."""
     items = []
-    for err in error.errors():
+    for err in sorted_errors(error):
         loc = tuple(str(k) for k in err["loc"])
-        item = f"{'.'.join(loc) or '(top)'}: {err['msg']}"
+        item = f"{'.'.join(loc) or '(top)'}: {error_message(err)}"
         # the override that set this field, or a section around it (the last one given wins, as in the data)
         culprit = next((o for o in reversed(overrides) if loc and (loc[: len(o.keys)] == o.keys
                                                                    or o.keys[: len(loc)] == loc)), None)
