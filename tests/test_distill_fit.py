@@ -220,7 +220,7 @@ distill(Path(parent), Path(child), data, DistillConfig(engine="ddp", checkpoint_
 
 def test_a_killed_gkd_driver_resumes_from_its_checkpoint_to_the_identical_child(ddp_fit, tmp_path):
     """The driver is SIGKILLed during step 26 of 40 (after the step-20 checkpoint); a new driver resumes from
-    that checkpoint (6 steps redone) and the child equals the uninterrupted fit's bit for bit."""
+    that checkpoint (steps 21-25 redone) and the child equals the uninterrupted fit's bit for bit."""
     import signal
     import subprocess
 
