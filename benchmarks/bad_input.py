@@ -115,6 +115,8 @@ CASES = [
       {"config.json": '{"model_type": "gpt2"}'}),
     C("inspect/unknown-block-field", ["inspect", "config.json"], "bogus", {"config.json": puzzle_config(bogus=3)}),
     C("inspect/unimplemented-feature", ["inspect", "config.json"], "sparsify", {"config.json": sparse_ffn_config()}),
+    C("inspect/dtype-unknown", ["inspect", "config.json", "--dtype", "bogus"], "--dtype",
+      {"config.json": puzzle_config()}),
     C("inspect/bad-gguf", ["inspect", "model.gguf"], "model.gguf", {"model.gguf": b"not a gguf file"}),
     # -- convert ----------------------------------------------------------------------------------------------
     C("convert/no-such-folder", ["convert", "nosuch", "out"], "nosuch"),
@@ -149,6 +151,7 @@ CASES = [
     C("pcw-generate/attn-implementation", [*GEN, "--window", "w.txt", "--attn-implementation", "flash"],
       "--attn-implementation", WINDOW),
     C("pcw-generate/dtype-unknown", [*GEN, "--window", "w.txt", "--dtype", "float8"], "float8", WINDOW),
+    C("pcw-generate/device-unknown", [*GEN, "--window", "w.txt", "--device", "tpu"], "--device", WINDOW),
     C("pcw-generate/missing-model", ["pcw-generate", "--model", "nosuch-model", "--prompt", "p", "--window", "w.txt"],
       "nosuch-model", WINDOW),
     # -- distill ----------------------------------------------------------------------------------------------
@@ -169,6 +172,7 @@ CASES = [
     C("publish/missing-model", ["publish", "nosuch-model", "--name", "x"], "nosuch-model"),
     C("publish/empty-name", ["publish", "{model}", "--name", ""], "--name"),
     C("publish/not-nemotron", ["publish", "{llama}", "--name", "x"], "llama"),
+    C("publish/binary-config", ["publish", "model", "--name", "x"], "config.json", {"model/config.json": BINARY}),
     C("publish/missing-report", ["publish", "{model}", "--name", "x", "--report", "nosuch.json"], "nosuch.json"),
     # -- measure-model ----------------------------------------------------------------------------------------
     C("measure-model/missing-model", ["measure-model", "nosuch-model"], "nosuch-model"),

@@ -58,6 +58,10 @@ def inspect(
             return gguf_puzzle_config(path)
         return load_puzzle_config(path)
 
+    from .arch.stats import DTYPE_BYTES
+
+    if dtype not in DTYPE_BYTES:
+        fail(f"--dtype {dtype}: expected one of {', '.join(sorted(DTYPE_BYTES))}")
     try:
         child = load(config)
         configs = {"parent": load(parent)} if parent else {}

@@ -102,3 +102,13 @@ def test_inspect_reads_hf_model_folder(tmp_path):
     assert isinstance(cfg, PuzzleConfig) and cfg.qkv_bias
     with torch.device("meta"):
         assert count_params_on_meta(cfg) == model_stats(cfg).num_params
+
+
+def test_inspect_names_its_dtype_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from puzzle_ray.cli import app
+
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    res = CliRunner().invoke(app, ["inspect", str(tmp_path / "config.json"), "--dtype", "fp64"])
+    assert res.exit_code == 2 and "--dtype fp64: expected one of" in res.output, res.output

@@ -209,14 +209,17 @@ def test_publish_cli_checks_every_input_before_mlflow(child_dir, tmp_path, monke
     monkeypatch.chdir(tmp_path)  # MLflow's default store would be ./mlflow.db
     monkeypatch.setattr(mlflow, "set_experiment", lambda *a, **k: pytest.fail("MLflow was set up"))
     (tmp_path / "bad.json").write_text("{")
-    for args, message in (([child_dir, "--name", ""], "--name '': give a non-empty name"),
+    (tmp_path / "binary" / "config.json").parent.mkdir()
+    (tmp_path / "binary" / "config.json").write_bytes(bytes(range(128, 256)))
+    for args, message in ((["binary", "--name", "x"], "binary/config.json: not a JSON text file"),
+                          ([child_dir, "--name", ""], "--name '': give a non-empty name"),
                           ([child_dir, "--name", "x", "--alias", " "], "--alias ' ': give a non-empty alias"),
                           ([tmp_path / "missing", "--name", "x"], "missing: not a model folder"),
                           ([child_dir, "--name", "x", "--report", "nosuch.json"], "--report nosuch.json: no such file"),
                           ([child_dir, "--name", "x", "--report", "bad.json"], "--report bad.json: not an eval")):
         res = CliRunner().invoke(app, ["publish", *map(str, args)])
         assert res.exit_code == 2 and message in res.output, res.output
-    assert [p.name for p in tmp_path.iterdir()] == ["bad.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "binary"]
 
 
 PYFUNC_SCRIPT = """

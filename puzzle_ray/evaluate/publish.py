@@ -95,7 +95,11 @@ def check_publishable(model_dir: str | Path, registered_name: str, alias: str) -
 def _check_model_dir(model_dir: Path) -> None:
     if not (model_dir / "config.json").is_file():
         raise PublishError(f"{model_dir}: not a model folder (no config.json)")
-    if json.loads((model_dir / "config.json").read_text()).get("model_type") != "nemotron-nas":
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PublishError(f"{model_dir / 'config.json'}: not a JSON text file ({e})") from None
+    if not isinstance(config, dict) or config.get("model_type") != "nemotron-nas":
         raise PublishError(f"{model_dir}: not in the nemotron-nas export layout (see puzzle_ray.arch.export)")
     if not ((model_dir / "tokenizer.json").exists() or (model_dir / "tokenizer_config.json").exists()):
         raise PublishError(f"{model_dir}: no tokenizer (mlflow.transformers needs one to build a text-generation "

@@ -45,6 +45,12 @@ def pcw_generate(
                                        ("--dtype", dtype, ("auto", *DTYPES))):
             if value not in allowed:
                 raise ValueError(f"{option} {value}: expected {', '.join(allowed[:-1])} or {allowed[-1]}")
+        try:
+            kind = torch.device(device).type
+        except RuntimeError:
+            raise ValueError(f"--device {device}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this machine has no CUDA device")
         check_model_dir(model)
         texts = []
         for path in window:
