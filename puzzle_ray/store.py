@@ -237,8 +237,11 @@ class ArtifactStore:
 
     def read_json(self, key: str) -> Any:
         """The JSON document at `key`; a damaged one raises `CorruptRecord` naming it."""
+        return self._parse_json(key, self.read_bytes(key))
+
+    def _parse_json(self, key: str, data: bytes) -> Any:
         try:
-            return json.loads(self.read_bytes(key))
+            return json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CorruptRecord(f"{self.uri(key)}: not valid JSON ({e})") from None
 
@@ -271,10 +274,12 @@ class ArtifactStore:
     # -- folders -------------------------------------------------------------------------------------------
     def put_dir(self, local_dir: str | Path, key: str) -> None:
         """Upload a local folder (e.g. an exported model); the `.complete` listing is written last."""
-        local_dir = Path(local_dir)
+        local_dir, files = Path(local_dir), {}
         for file in _folder_files(local_dir):
-            self.write_bytes(f"{key}/{file.relative_to(local_dir).as_posix()}", file.read_bytes())
-        self.write_json(f"{key}/{DIR_MARKER}", dir_listing(local_dir))
+            data, name = file.read_bytes(), file.relative_to(local_dir).as_posix()
+            self.write_bytes(f"{key}/{name}", data)
+            files[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}  # from the bytes sent
+        self.write_json(f"{key}/{DIR_MARKER}", {"files": files})
 
     def mark_dir_complete(self, key: str, folder: str | Path) -> None:
         """Record the folder `key`, built in place at `folder` (a local store's own path), as complete."""
@@ -289,7 +294,8 @@ class ArtifactStore:
         checked (present, same size, same SHA-256): a changed one raises `CorruptArtifact` naming it."""
         if not self.dir_complete(key):
             raise FileNotFoundError(f"{self.uri(key)}: no complete folder in the artifact store")
-        listing = self.read_json(f"{key}/{DIR_MARKER}") if self.fs.size(self.path(f"{key}/{DIR_MARKER}")) else {}
+        raw = self.read_bytes(f"{key}/{DIR_MARKER}")
+        listing = self._parse_json(f"{key}/{DIR_MARKER}", raw) if raw else {}  # empty: from before listings
         if not isinstance(listing, dict) or not isinstance(listing.get("files", {}), dict):
             raise CorruptRecord(f"{self.uri(key)}/{DIR_MARKER}: not a folder listing")
         if self.is_local:
@@ -318,7 +324,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def _file_entry(path: Path) -> dict[str, Any]:
-    return {"size": path.stat().st_size, "sha256": _file_sha256(path)}
+    st = path.stat()
+    return {"size": st.st_size, "sha256": _digest(path, st)}  # remembered: this process's next read hashes nothing
 
 
 def dir_listing(folder: str | Path) -> dict[str, Any]:
