@@ -46,30 +46,24 @@ def inspect(
     ] = False,
 ) -> None:
     """Per-layer architecture table, parameters and KV-cache bytes per token, without loading weights."""
-    from .arch.config import load_puzzle_config
-    from .arch.stats import model_stats
+    from .arch.shape import load_model_shape  # reads nemotron-nas and saved family configs without torch
+    from .arch.stats import DTYPE_BYTES, model_stats
     from .arch.summary import engines_table, layer_table, totals_table
     from .ui import console, fail
-
-    def load(path: Path):
-        if path.suffix.lower() == ".gguf":  # the architecture from the GGUF metadata; nothing is dequantised
-            from .parent.gguf import gguf_puzzle_config
-
-            return gguf_puzzle_config(path)
-        return load_puzzle_config(path)
-
-    from .arch.stats import DTYPE_BYTES
 
     if dtype not in DTYPE_BYTES:
         fail(f"--dtype {dtype}: expected one of {', '.join(sorted(DTYPE_BYTES))}")
     try:
-        child = load(config)
-        configs = {"parent": load(parent)} if parent else {}
+        child = load_model_shape(config)
+        configs = {"parent": load_model_shape(parent)} if parent else {}
         configs[config.stem if config.is_file() else config.name] = child
         if verify:
+            from .arch.config import load_puzzle_config
             from .arch.summary import count_params_on_meta
+            from .parent.gguf import gguf_puzzle_config
 
-            if count_params_on_meta(child) != model_stats(child, dtype).num_params:
+            full = gguf_puzzle_config(config) if config.suffix.lower() == ".gguf" else load_puzzle_config(config)
+            if count_params_on_meta(full) != model_stats(child, dtype).num_params:
                 fail("parameter formula disagrees with the model class (please report this)")
         console.print(layer_table(child, dtype))
         console.print(totals_table(configs, dtype))

@@ -39,6 +39,7 @@ __all__ = [
     "engine_intermediate_size",
     "ffn_mult_for",
     "parent_block",
+    "resolve_block_configs",
 ]
 
 # Keys of NVIDIA's block configs that name features we do not implement, with their default values. NVIDIA's
@@ -199,6 +200,25 @@ class BlockConfig:
     def describe(self, num_attention_heads: int) -> tuple[str, str]:
         """Short human labels, e.g. ('gqa kv=8', 'swiglu 14336')."""
         return block_labels(self, num_attention_heads, "long")
+
+
+def resolve_block_configs(block_configs: list | None, *, hidden_size: int, num_hidden_layers: int,
+                          num_attention_heads: int, num_key_value_heads: int | None = None,
+                          intermediate_size: int | None = None) -> list[BlockConfig]:
+    """A config's `block_configs` (published dicts or `BlockConfig`s) parsed, checked and in canonical form; when
+    None, every layer is the homogeneous block of `num_key_value_heads` and `intermediate_size`. `PuzzleConfig`
+    and `ModelShape` (`shape.py`) both read a config's layers with this."""
+    if block_configs is None:
+        kv, size = num_key_value_heads or num_attention_heads, intermediate_size or 4 * hidden_size
+        block_configs = [parent_block(num_attention_heads, kv, size)] * num_hidden_layers
+    if not isinstance(block_configs, (list, tuple)):
+        raise BlockConfigError(f"block_configs must be a list with one entry per layer, got {block_configs!r}")
+    blocks = [BlockConfig.from_dict(b, i, num_attention_heads) for i, b in enumerate(block_configs)]
+    if len(blocks) != num_hidden_layers:
+        raise BlockConfigError(f"block_configs has {len(blocks)} entries but num_hidden_layers={num_hidden_layers}")
+    for i, block in enumerate(blocks):
+        block.validate(i, num_attention_heads)
+    return [b.resolve(hidden_size) for b in blocks]
 
 
 def parent_block(num_attention_heads: int, num_key_value_heads: int, intermediate_size: int) -> BlockConfig:

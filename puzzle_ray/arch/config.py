@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,10 +9,8 @@ from typing import Any
 from transformers import PreTrainedConfig
 from transformers.modeling_rope_utils import RopeParameters
 
-from .blocks import BlockConfig, BlockConfigError, parent_block
-from .families import PARENT_MODEL_TYPES
-
-MODEL_TYPE = "nemotron-nas"
+from .blocks import BlockConfig, BlockConfigError, resolve_block_configs
+from .shape import MODEL_TYPE, check_supported, read_config_json
 
 
 @dataclass(repr=False)
@@ -65,22 +62,12 @@ class PuzzleConfig(PreTrainedConfig):
         kwargs.pop("auto_map", None)  # published files point at remote code; we never use it
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.hidden_act != "silu":
-            raise BlockConfigError(f"hidden_act={self.hidden_act!r}: only SwiGLU (silu) FFNs are supported")
-        if kwargs.get("sliding_window") is not None:
-            raise BlockConfigError("sliding_window: sliding-window attention is not supported by puzzle-ray")
-        if self.block_configs is None:
-            kv = self.num_key_value_heads or self.num_attention_heads
-            size = self.intermediate_size or 4 * self.hidden_size
-            self.block_configs = [parent_block(self.num_attention_heads, kv, size)] * self.num_hidden_layers
-        blocks = [BlockConfig.from_dict(b, i, self.num_attention_heads) for i, b in enumerate(self.block_configs)]
-        if len(blocks) != self.num_hidden_layers:
-            raise BlockConfigError(
-                f"block_configs has {len(blocks)} entries but num_hidden_layers={self.num_hidden_layers}"
-            )
-        for i, block in enumerate(blocks):
-            block.validate(i, self.num_attention_heads)
-        self.block_configs = [b.resolve(self.hidden_size) for b in blocks]
+        check_supported(self.hidden_act, kwargs.get("sliding_window"))
+        self.block_configs = resolve_block_configs(
+            self.block_configs, hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads, num_key_value_heads=self.num_key_value_heads,
+            intermediate_size=self.intermediate_size,
+        )
         super().__post_init__(**kwargs)
 
     @property
@@ -103,24 +90,9 @@ class PuzzleConfig(PreTrainedConfig):
 def load_puzzle_config(path: str | Path) -> PuzzleConfig:
     """A `PuzzleConfig` from a `nemotron-nas` `config.json` or one of a parent family (`families.py`), given
     as the file or its model folder."""
-    path = Path(path)
-    file = path / "config.json" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no such config file")
+    file, data = read_config_json(path)
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{file}: not a text file (not UTF-8: {e.reason} at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{file}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{file}: expected a JSON object of config fields, not {type(data).__name__}")
-    model_type = data.get("model_type")
-    supported = (*PARENT_MODEL_TYPES, MODEL_TYPE)
-    if model_type not in supported:
-        raise BlockConfigError(f"{file}: model_type={model_type!r} is not one of {', '.join(supported)}")
-    try:
-        if model_type == MODEL_TYPE:
+        if data["model_type"] == MODEL_TYPE:
             return PuzzleConfig(**data)
         from transformers import AutoConfig
 

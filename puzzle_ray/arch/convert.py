@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedConfig, PreTrainedModel
 
-from .blocks import BlockConfigError, parent_block
 from .config import PuzzleConfig
-from .families import PARENT_MODEL_TYPES, family_of
+from .families import PARENT_MODEL_TYPES
 from .modeling import PuzzleForCausalLM
+from .shape import family_shape
 from .weights import model_from_state
 
 SUPPORTED_PARENTS = (*PARENT_MODEL_TYPES, PuzzleConfig.model_type)
@@ -24,42 +24,20 @@ SUPPORTED_PARENTS = (*PARENT_MODEL_TYPES, PuzzleConfig.model_type)
 
 
 def puzzle_config_from_hf(hf: PreTrainedConfig) -> PuzzleConfig:
-    """The Puzzle config of a parent whose every block is the parent's own."""
+    """The Puzzle config of a parent whose every block is the parent's own (its shape: `shape.family_shape`)."""
     if hf.model_type == PuzzleConfig.model_type:
         return hf
-    family = family_of(hf.model_type)
-    if getattr(hf, "hidden_act", "silu") != "silu":
-        raise BlockConfigError(f"hidden_act={hf.hidden_act!r}: only SwiGLU (silu) parents are supported")
-    window = family.sliding_window(hf)  # e.g. Qwen carries a window size but only uses it behind a flag
-    if window is not None and window < hf.max_position_embeddings:
-        raise BlockConfigError(
-            f"sliding_window={window}: sliding-window attention is not supported (set it to null only if every "
-            "sequence you run is shorter than the window)"
-        )
-    heads = hf.num_attention_heads
-    kv = hf.num_key_value_heads or heads
-    block = parent_block(heads, kv, hf.intermediate_size)
-    head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // heads
     return PuzzleConfig(
-        vocab_size=hf.vocab_size,
-        hidden_size=hf.hidden_size,
-        num_hidden_layers=hf.num_hidden_layers,
-        num_attention_heads=heads,
-        head_dim=head_dim,
-        block_configs=[block] * hf.num_hidden_layers,
+        **family_shape(hf).fields(),
         max_position_embeddings=hf.max_position_embeddings,
         initializer_range=hf.initializer_range,
         rms_norm_eps=hf.rms_norm_eps,
         pad_token_id=hf.pad_token_id,
         bos_token_id=hf.bos_token_id,
         eos_token_id=hf.eos_token_id,
-        tie_word_embeddings=hf.tie_word_embeddings,
         rope_parameters=dict(hf.rope_parameters),
-        attention_bias=getattr(hf, "attention_bias", False),
-        mlp_bias=getattr(hf, "mlp_bias", False),
         attention_dropout=getattr(hf, "attention_dropout", 0.0),
         dtype=hf.dtype,
-        **family.puzzle_fields(),  # e.g. Qwen2's q/k/v biases, Qwen3's q/k norms
     )
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 
-from .config import PuzzleConfig
 from .stats import attention_params, ffn_params, kv_bytes_per_token, model_stats
+
+if TYPE_CHECKING:
+    from .config import PuzzleConfig
+    from .stats import Shaped
 
 
 def count_params_on_meta(config: PuzzleConfig) -> int:
     """Parameters of the real model class, instantiated on the meta device (no memory is allocated)."""
-    from .modeling import PuzzleForCausalLM  # here: the tables need no model code (`puzzle-ray inspect` starts faster)
+    import torch  # here: the tables need neither torch nor the model code (`puzzle-ray inspect` starts faster)
+
+    from .modeling import PuzzleForCausalLM
 
     with torch.device("meta"):
         model = PuzzleForCausalLM(config)
@@ -25,7 +31,7 @@ def _fmt_count(n: float) -> str:
     return str(int(n))
 
 
-def layer_table(config: PuzzleConfig, dtype: str = "bfloat16") -> Table:
+def layer_table(config: Shaped, dtype: str = "bfloat16") -> Table:
     table = Table(title=f"{config.num_hidden_layers} layers, hidden {config.hidden_size}, "
                         f"{config.num_attention_heads} heads")
     for col in ("layer", "attention", "kv heads", "ffn", "ffn width", "params", f"KV bytes/token ({dtype})"):
@@ -45,7 +51,7 @@ def layer_table(config: PuzzleConfig, dtype: str = "bfloat16") -> Table:
     return table
 
 
-def totals_table(configs: dict[str, PuzzleConfig], dtype: str = "bfloat16") -> Table:
+def totals_table(configs: dict[str, Shaped], dtype: str = "bfloat16") -> Table:
     """Totals for one or more architectures side by side (the first column is the reference)."""
     table = Table(title="totals")
     table.add_column("figure")
@@ -70,7 +76,7 @@ def totals_table(configs: dict[str, PuzzleConfig], dtype: str = "bfloat16") -> T
     return table
 
 
-def engines_table(config: PuzzleConfig) -> Table:
+def engines_table(config: Shaped) -> Table:
     """Which inference engines serve this architecture as an exported `nemotron-nas` checkpoint, and why not
     (the compatibility table of `serving/matrix.py`)."""
     from ..serving.check import engine_report

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import nn
-
 from .base import BlockConfigError, SubblockKind, register
-from .fit import copy_module, lstsq_map, pool_kv
 
 
 class _AttentionKind(SubblockKind):
@@ -49,8 +45,9 @@ class LinearAttentionKind(_AttentionKind):
 
         return LinearAttention(config)
 
-    @torch.no_grad()
     def init_from_parent(self, new, old, calib, linear_init, layer_idx) -> None:
+        from .fit import lstsq_map
+
         if hasattr(old, "linear_attn"):
             new.linear_attn.weight.copy_(old.linear_attn.weight)
         elif linear_init == "lstsq" and calib is not None and calib.attn_gram is not None:
@@ -138,8 +135,9 @@ class GQA(_AttentionKind):
     def long_label(self, cfg, num_attention_heads) -> str:
         return f"gqa kv={self.kv_heads(cfg, num_attention_heads)}"
 
-    @torch.no_grad()
     def init_from_parent(self, new, old, calib, linear_init, layer_idx) -> None:
+        from .fit import copy_module, pool_kv
+
         if not hasattr(old, "k_proj"):
             raise ValueError(f"layer {layer_idx}: cannot initialise GQA from a linear attention parent block")
         copy_module(new.q_proj, old.q_proj)
@@ -148,5 +146,4 @@ class GQA(_AttentionKind):
             copy_module(new.q_norm, old.q_norm)
             copy_module(new.k_norm, old.k_norm)
         for name in ("k_proj", "v_proj"):
-            dst: nn.Linear = getattr(new, name)
-            pool_kv(dst, getattr(old, name), old.num_kv_heads, new.num_kv_heads, old.head_dim)
+            pool_kv(getattr(new, name), getattr(old, name), old.num_kv_heads, new.num_kv_heads, old.head_dim)

@@ -177,7 +177,9 @@ class SubblockKind:
     def init_from_parent(self, new: nn.Module, old: nn.Module, calib: Calibration | None, linear_init: str,
                          layer_idx: int) -> None:
         """Fill `new` (this kind's module) from the parent's module `old` of the same role (norms are copied by
-        the caller). `linear_init` is 'lstsq' or 'product' (see `LinearAttentionKind`)."""
+        the caller, under `torch.no_grad()`). `linear_init` is 'lstsq' or 'product' (see `LinearAttentionKind`).
+        Kinds import torch here, not at module level: the JSON, arithmetic and labels of a kind are read without
+        torch (`puzzle-ray inspect`)."""
 
 
 _REGISTRY: dict[Role, list[SubblockKind]] = {role: [] for role in ROLES}

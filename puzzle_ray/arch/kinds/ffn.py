@@ -10,10 +10,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-import torch
-
 from .base import BlockConfigError, SubblockKind, register
-from .fit import keep_channels, lstsq_map
 
 ENGINE_ROUNDING = 256
 """vLLM, TensorRT-LLM, SGLang, llama.cpp and MLX round the FFN width up to a multiple of 256."""
@@ -63,8 +60,9 @@ class LinearFFNKind(_FFNKind):
 
         return LinearFFN(config)
 
-    @torch.no_grad()
     def init_from_parent(self, new, old, calib, linear_init, layer_idx) -> None:
+        from .fit import lstsq_map
+
         if hasattr(old, "linear_mlp"):
             new.linear_mlp.weight.copy_(old.linear_mlp.weight)
         elif linear_init == "lstsq" and calib is not None and calib.ffn_gram is not None:
@@ -134,10 +132,11 @@ class SwiGLUKind(_FFNKind):
     def long_label(self, cfg, num_attention_heads) -> str:
         return f"swiglu {cfg.intermediate_size}"
 
-    @torch.no_grad()
     def init_from_parent(self, new, old, calib, linear_init, layer_idx) -> None:
         if not hasattr(old, "gate_proj"):
             raise ValueError(f"layer {layer_idx}: cannot initialise a SwiGLU FFN from a linear parent block")
+        from .fit import keep_channels
+
         keep = keep_channels(calib, old, new.intermediate_size)
         for name in ("gate_proj", "up_proj"):
             getattr(new, name).weight.copy_(getattr(old, name).weight[keep])
