@@ -56,6 +56,22 @@ def validation_problems(error, first_only: bool = False, top: str = "config") ->
     return "; ".join(f"{'.'.join(map(str, err['loc'])) or top}: {error_message(err)}" for err in errors)
 
 
+def option_problems(error, options: dict[str, str], rest: str = "config") -> str:
+    """A ValidationError of a config built from command-line options, joined by "; ": a problem of a field that an
+    option set is named by that option and the value given (`--engine 'horovod': Input should be ...`), any other
+    as `REST: field.path: message` (`rest`: where the other fields came from, e.g. the config file)."""
+    out = []
+    for err in sorted_errors(error):
+        field = err["loc"][0] if err["loc"] else None
+        if field in options:  # a whole repeated option's list is not shown: its validator's message names the item
+            given = "" if isinstance(err["input"], (list, tuple, dict)) else f" {err['input']!r}"
+            out.append(f"{options[field]}{given}: {err['msg'].removeprefix('Value error, ')}")
+        else:
+            where = ".".join(map(str, err["loc"])) or "config"
+            out.append(f"{rest}: {where}: {error_message(err).removeprefix('Value error, ')}")
+    return "; ".join(out)
+
+
 def sorted_errors(error) -> list[dict[str, Any]]:
     """A ValidationError's errors, unknown fields (`extra_forbidden`) first, otherwise in pydantic's order."""
     return sorted(error.errors(), key=lambda err: err["type"] != "extra_forbidden")

@@ -121,9 +121,11 @@ def test_linear_attention_product_is_wo_wv_with_repeated_kv_heads(parent):
 @pytest.mark.parametrize(
     "space, message",
     [
-        (dict(attention=[3]), "3 KV heads does not divide the parent's 8 query heads"),
+        (dict(attention=[3]), r"^search_space.attention: 3 KV heads does not divide the parent's 8 query heads"),
         (dict(ffn=[128]), "FFN width 128 is larger than the parent's 96"),
-        (dict(ffn=[1.5]), "width ratio 1.5 must be in"),
+        (dict(ffn=[1.5]), r"^search_space.ffn: width ratio 1.5 must be in"),  # global: not "layer 0"
+        (dict(ffn=[48], overrides={1: {"ffn": [1.5]}}),
+         r"^search_space.overrides\[1\].ffn: width ratio 1.5 must be in"),
         (dict(overrides={9: {"ffn": ["no_op"]}}), "layer 9 does not exist"),
     ],
 )

@@ -65,7 +65,10 @@ def test_bad_input_exits_2_naming_layer_and_variant(tmp_path):
     assert result.exit_code == 2
     assert "layer_1 / 'parent': metrics.kl_div = nan is not finite" in result.stderr
     result = solve("--library", path, "-c", "stats.memory_mib<8")
-    assert result.exit_code == 2 and "use '<=' or '>='" in result.stderr
+    assert result.exit_code == 2 and result.stderr.startswith("error: --constraint: ")
+    assert "use '<=' or '>='" in result.stderr
+    result = solve("--library", path, "--num-solutions", "0")  # named by the option the user gave
+    assert result.exit_code == 2 and result.stderr.startswith("error: --num-solutions 0: "), result.stderr
     result = solve("--library", str(tmp_path / "missing.json"))
     assert result.exit_code == 2 and "no such library file" in result.stderr
 
@@ -104,4 +107,4 @@ def test_engine_option_keeps_only_what_the_engines_serve(tmp_path):
         assert result.exit_code == 0, result.output
         assert not unserved(blocks(result), engine), engine
     bad = solve(*base, "--serving-engine", "tgi")
-    assert bad.exit_code == 2 and "engines" in bad.output and "vllm" in bad.output
+    assert bad.exit_code == 2 and "error: --serving-engine 'tgi': Input should be 'vllm'" in bad.output

@@ -115,8 +115,12 @@ def test_diversity_beyond_the_layers(no_solver):
 
 
 def test_unknown_key_in_constraint(no_solver):
-    with pytest.raises(LibraryError, match=r"layer_0 / 'parent': no stats.energy_j \(needed by constraint"):
+    # in no variant at all: a misspelt constraint, named with the keys there are (not a broken layer)
+    with pytest.raises(LibraryError, match=r"^constraint 'stats.energy_j<=5': no variant of the library has "
+                                           r"stats.energy_j \(it has stats\.[a-z_]+, "):
         search(library(), SearchConfig(constraints=["stats.energy_j<=5"]))
+    with pytest.raises(LibraryError, match=r"^the objective: no variant of the library has metrics.bogus"):
+        search(library(), SearchConfig(objective="metrics.bogus"))
 
 
 def test_published_layout_loads_and_maps_blocks(tmp_path):

@@ -53,7 +53,7 @@ def distill_command(
     """Distil CHILD from PARENT (cosine of hidden states + KL of next-token distributions) and export it."""
     from pydantic import ValidationError
 
-    from ..configs import validation_problems
+    from ..configs import option_problems
     from ..ui import console, fail
 
     from ..store import ArtifactStore
@@ -87,7 +87,9 @@ def distill_command(
             if mlflow:
                 mlf.end_run()
     except ValidationError as e:
-        fail(validation_problems(e))
+        named = {"use_gpu": "--gpu/--cpu"}
+        options = {k: named.get(k, "--" + k.replace("_", "-")) for k in given}
+        fail(option_problems(e, options, rest=str(config) if config else "distill"))
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))
     console.print(f"distilled child: {out}")

@@ -136,11 +136,14 @@ def expand(space: VariantSpace, parent: PuzzleConfig) -> list[LayerSpace]:
     layers = []
     for i, block in enumerate(parent.block_configs):
         override = space.overrides.get(i)
-        att_choices = override.attention if override and override.attention is not None else space.attention
-        ffn_choices = override.ffn if override and override.ffn is not None else space.ffn
-        where = f"search_space (layer {i})"
-        att = [attention_variant(c, block, heads, f"{where}.attention") for c in att_choices]
-        ffn = [ffn_variant(c, block, space.round_to, f"{where}.ffn") for c in ffn_choices]
+        # a bad value is named where it was written: the layer's override, or the global list
+        own_att, own_ffn = (override and override.attention is not None), (override and override.ffn is not None)
+        att_choices, att_where = ((override.attention, f"search_space.overrides[{i}].attention") if own_att
+                                  else (space.attention, "search_space.attention"))
+        ffn_choices, ffn_where = ((override.ffn, f"search_space.overrides[{i}].ffn") if own_ffn
+                                  else (space.ffn, "search_space.ffn"))
+        att = [attention_variant(c, block, heads, att_where) for c in att_choices]
+        ffn = [ffn_variant(c, block, space.round_to, ffn_where) for c in ffn_choices]
         parent_att = SubVariant("attention", _label(block.attention, heads), block.attention, True)
         parent_ffn = SubVariant("ffn", _label(block.ffn, heads), block.ffn, True)
         layers.append(LayerSpace(_dedupe_with_parent(att, parent_att), _dedupe_with_parent(ffn, parent_ffn)))

@@ -67,7 +67,7 @@ def solve(
 
     from pydantic import ValidationError
 
-    from ..configs import error_message, sorted_errors
+    from ..configs import option_problems
     from ..ui import fail
 
     from .config import SearchConfig
@@ -116,9 +116,7 @@ def solve(
             print(json.dumps({"feasible": False, "solutions": [], "per_batch": [o.to_json() for o in e.outcomes]}))
         fail(str(e), code=1)
     except ValidationError as e:
-        errors = [f"{'.'.join(map(str, err['loc']))}: {error_message(err).removeprefix('Value error, ')}"
-                  for err in sorted_errors(e)]
-        fail("; ".join(errors))
+        fail(option_problems(e, SEARCH_OPTIONS, rest="solve"))
     except SolutionError as e:
         fail(f"a solution failed its independent verification: {e}", code=3)
     except (OSError, ValueError) as e:
@@ -134,6 +132,15 @@ def solve(
         print(json.dumps({"feasible": True, **result.to_json(hidden)}))
     else:
         _print_result(result, lib)
+
+
+SEARCH_OPTIONS = {
+    "objective": "--objective", "maximize": "--maximize", "constraints": "--constraint",
+    "num_solutions": "--num-solutions", "min_diversity": "--min-diversity", "batch_sizes": "--batch-size",
+    "tokens_per_sequence": "--tokens-per-sequence", "parent_batch_size": "--parent-batch-size", "mip_rel_gap": "--gap",
+    "time_limit_s": "--time-limit", "engines": "--serving-engine",
+}
+"""The option that sets each `SearchConfig` field, for messages."""
 
 
 def _diversity(text: str) -> int | float:

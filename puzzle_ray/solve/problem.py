@@ -90,6 +90,21 @@ class SearchProblem:
         return total
 
 
+def _check_keys_exist(library: Library, keys: list[str], purpose: dict[str, str], batch_size: int | None) -> None:
+    """A key that no variant has is a misspelt objective or constraint, not a broken library: say so, listing the
+    keys the library has (a key only some variants lack is the library's fault, named per variant below)."""
+    have: dict[str, set[str]] = {"stats": set(), "metrics": set()}
+    for i, layer in enumerate(library.layers):
+        for name, variant in layer.items():
+            have["stats"] |= set(_batch_stats(variant.stats, batch_size, f"layer_{i} / {name!r}"))
+            have["metrics"] |= set(variant.metrics)
+    for key in keys:
+        source, stat = key.split(".", 1)
+        if stat not in have[source]:
+            listed = ", ".join(f"{source}.{k}" for k in sorted(have[source])) or "none"
+            raise LibraryError(f"{purpose[key]}: no variant of the library has {key} (it has {listed})")
+
+
 def build_problem(library: Library, config: SearchConfig, batch_size: int | None) -> SearchProblem:
     """Validate the library for this search and lay out the MIP data. Raises naming the layer and variant."""
     if library.num_layers == 0:
@@ -100,6 +115,7 @@ def build_problem(library: Library, config: SearchConfig, batch_size: int | None
     for c in constraints:
         purpose.setdefault(c.column, f"constraint {c.text!r}")
 
+    _check_keys_exist(library, keys, purpose, batch_size)
     names, columns = [], {k: [] for k in keys}
     for i, layer in enumerate(library.layers):
         if not layer:
