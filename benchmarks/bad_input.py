@@ -167,7 +167,7 @@ CASES = [
     C("evaluate/missing-child", ["evaluate", "{model}", "nosuch-child", "--tokens", "{tokens}", "--no-mlflow"],
       "nosuch-child"),
     C("evaluate/unknown-section", [*EVALUATE, "--config", "e.yaml"], "bogus", {"e.yaml": "bogus: {}\n"}),
-    C("evaluate/dtype-unknown", [*EVALUATE, "--dtype", "fp64"], "fp64"),
+    C("evaluate/dtype-unknown", [*EVALUATE, "--dtype", "fp64"], "--dtype 'fp64'"),
     # -- publish ----------------------------------------------------------------------------------------------
     C("publish/missing-model", ["publish", "nosuch-model", "--name", "x"], "nosuch-model"),
     C("publish/empty-name", ["publish", "{model}", "--name", ""], "--name"),
@@ -177,11 +177,11 @@ CASES = [
     # -- measure-model ----------------------------------------------------------------------------------------
     C("measure-model/missing-model", ["measure-model", "nosuch-model"], "nosuch-model"),
     C("measure-model/device", ["measure-model", "{model}", "--device", "tpu"], "--device"),
-    C("measure-model/cpu-clock", ["measure-model", "{model}", "--cpu-clock", "bogus"], "cpu_clock"),
+    C("measure-model/cpu-clock", ["measure-model", "{model}", "--cpu-clock", "bogus"], "--cpu-clock"),
     # -- measure ----------------------------------------------------------------------------------------------
     C("measure/missing-library", ["measure", "nosuch-lib"], "nosuch-lib"),
     C("measure/corrupt-library", ["measure", "lib"], "block_library.json", {"lib/block_library.json": "{"}),
-    C("measure/num-gpus", ["measure", "{lib}", "--num-gpus", "3"], "num_gpus"),
+    C("measure/num-gpus", ["measure", "{lib}", "--num-gpus", "3"], "--num-gpus"),
 ]
 
 

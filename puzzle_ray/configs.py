@@ -59,17 +59,29 @@ def validation_problems(error, first_only: bool = False, top: str = "config") ->
 def option_problems(error, options: dict[str, str], rest: str = "config") -> str:
     """A ValidationError of a config built from command-line options, joined by "; ": a problem of a field that an
     option set is named by that option and the value given (`--engine 'horovod': Input should be ...`), any other
-    as `REST: field.path: message` (`rest`: where the other fields came from, e.g. the config file)."""
+    as `REST: field.path: message` (`rest`: where the other fields came from, e.g. the config file). `options`
+    maps field paths (`engine`, or `measure.cpu_clock` in a sectioned config) to the option that set them."""
     out = []
     for err in sorted_errors(error):
-        field = err["loc"][0] if err["loc"] else None
-        if field in options:  # a whole repeated option's list is not shown: its validator's message names the item
+        loc = [str(part) for part in err["loc"]]
+        # the longest option path that the error's location starts with (`engines` for `engines.0`)
+        field = next((".".join(loc[:n]) for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in options), None)
+        if field is not None:  # a whole repeated option's list is not shown: its validator's message names the item
             given = "" if isinstance(err["input"], (list, tuple, dict)) else f" {err['input']!r}"
-            out.append(f"{options[field]}{given}: {err['msg'].removeprefix('Value error, ')}")
+            # a validator's own "field='value': " prefix would repeat what the option part says
+            msg = err["msg"].removeprefix("Value error, ").removeprefix(f"{loc[-1]}={err['input']!r}: ")
+            out.append(f"{options[field]}{given}: {msg}")
         else:
-            where = ".".join(map(str, err["loc"])) or "config"
+            where = ".".join(loc) or "config"
             out.append(f"{rest}: {where}: {error_message(err).removeprefix('Value error, ')}")
     return "; ".join(out)
+
+
+def given_options(values: dict[str, Any], section: str | None = None) -> dict[str, str]:
+    """`option_problems`' map for options spelt `--field-name` after their field: the fields given (not None),
+    under `section` if the config has sections."""
+    prefix = f"{section}." if section else ""
+    return {prefix + k: "--" + k.replace("_", "-") for k, v in values.items() if v is not None}
 
 
 def sorted_errors(error) -> list[dict[str, Any]]:

@@ -91,6 +91,11 @@ def test_stage_config_from_a_file_with_command_line_overrides(tmp_path):
     assert cfg.measure.repeats == 9 and cfg.measure.num_gpus == 1 and cfg.measure.threads == 2
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         stage_config(tmp_path / "nope.yaml", {}, {})
+    # a bad value is named where it came from: the file's field, or the option that gave it (one line each)
     file.write_text("scenario: {prefill_len: 0}\n")
-    with pytest.raises(ValidationError, match="prefill_len=0"):
+    with pytest.raises(ValueError, match=r"^\S*measure.yaml: scenario.prefill_len: .*prefill_len=0"):
         stage_config(file, {}, {})
+    with pytest.raises(ValueError, match=r"^--cpu-clock 'cpu': Input should be 'wall' or 'thread'$"):
+        stage_config(None, {}, {"cpu_clock": "cpu"})
+    with pytest.raises(ValueError, match=r"^--prefill-len 0: "):
+        stage_config(file, {"prefill_len": 0}, {})

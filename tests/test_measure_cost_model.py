@@ -149,9 +149,9 @@ def test_cli_measure_and_measure_model(ray_cluster, tmp_path):
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--prefill-len", "0"], "prefill_len=0"),
-        (["--decode-len", "-3"], "decode_len=-3"),
-        (["--dtype", "int3"], "dtype='int3'"),
+        (["--prefill-len", "0"], "--prefill-len 0: "),
+        (["--decode-len", "-3"], "--decode-len -3: "),
+        (["--dtype", "int3"], "--dtype 'int3': expected"),
         (["--batch-sizes", "1,x"], "--batch-sizes"),
     ],
 )

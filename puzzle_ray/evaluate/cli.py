@@ -49,7 +49,7 @@ def evaluate_command(
     from ..ui import console, fail
 
     from ..distill.batch_source import TensorBatchSource
-    from ..configs import validation_problems
+    from ..configs import given_options, option_problems
     from ..distill.cli import read_mapping
     from ..measure.config import Scenario
     from .config import EvalConfig
@@ -63,8 +63,16 @@ def evaluate_command(
             raise ValueError(f"{config}: unknown sections {sorted(unknown)} (expected scenario:, evaluate:)")
         given = {"prefill_len": prefill_len, "decode_len": decode_len, "dtype": dtype,
                  "batch_sizes": parse_batch_sizes(batch_sizes)}
-        scenario = Scenario(**{**sections.get("scenario", {}), **{k: v for k, v in given.items() if v is not None}})
-        cfg = EvalConfig(**{**sections.get("evaluate", {}), **({} if speed else {"measure_speed": False})})
+        try:
+            scenario = Scenario(**{**sections.get("scenario", {}), **{k: v for k, v in given.items() if v is not None}})
+        except ValidationError as e:  # a bad value is named by the option that gave it, or the file
+            where = f"{config or 'evaluate'}: scenario"
+            raise ValueError(option_problems(e, given_options(given), rest=where)) from None
+        try:
+            cfg = EvalConfig(**{**sections.get("evaluate", {}), **({} if speed else {"measure_speed": False})})
+        except ValidationError as e:
+            raise ValueError(option_problems(e, {} if speed else {"measure_speed": "--no-speed"},
+                                             rest=f"{config or 'evaluate'}: evaluate")) from None
         data = TensorBatchSource.from_file(tokens)
         run = None
         if mlflow:
@@ -83,8 +91,6 @@ def evaluate_command(
         finally:
             if run is not None:
                 mlf.end_run()
-    except ValidationError as e:
-        fail(validation_problems(e))
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))
     console.print(f"wrote {out}/eval_report.json and {out}/eval_report.md")

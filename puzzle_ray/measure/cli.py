@@ -34,7 +34,9 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch thre
 
 def stage_config(config_file: Path | None, scenario: dict[str, Any], measure: dict[str, Any]):
     """The stage config from an optional file, with the command-line values laid over it."""
-    from ..configs import read_yaml_mapping
+    from pydantic import ValidationError
+
+    from ..configs import given_options, option_problems, read_yaml_mapping
     from .config import MeasureStageConfig
 
     data: dict[str, Any] = {}
@@ -44,7 +46,11 @@ def stage_config(config_file: Path | None, scenario: dict[str, Any], measure: di
         given = {k: v for k, v in values.items() if v is not None}
         if given:
             data[section] = {**(data.get(section) or {}), **given}
-    return MeasureStageConfig(**data)
+    try:
+        return MeasureStageConfig(**data)
+    except ValidationError as e:  # a bad value is named by the option that gave it, or the file
+        options = {**given_options(scenario, "scenario"), **given_options(measure, "measure")}
+        raise ValueError(option_problems(e, options, rest=str(config_file or "measure"))) from None
 
 
 def measure(
