@@ -19,13 +19,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-import torch
 from filelock import FileLock, Timeout
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
+
+if TYPE_CHECKING:  # torch is imported by the methods that read or write tensors: the locks and folders of
+    import torch  # this module serve torch-free commands too (`inspect` of a GGUF file)
 
 
 @contextmanager
@@ -248,6 +248,8 @@ class ArtifactStore:
     # -- tensors -------------------------------------------------------------------------------------------
     def write_tensors(self, key: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
         """Write a safetensors file; returns the SHA-256 of its bytes, for the record that names it."""
+        from safetensors.torch import save as save_safetensors
+
         tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         data = save_safetensors(tensors, metadata=metadata)
         self.write_bytes(key, data)
@@ -260,15 +262,21 @@ class ArtifactStore:
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise CorruptArtifact(f"{self.uri(key)}: its content changed after it was written (SHA-256 mismatch); "
                                   "delete it and run the stage that wrote it again")
+        from safetensors.torch import load as load_safetensors
+
         return load_safetensors(data)
 
     def write_torch(self, key: str, obj: Any) -> None:
         """Optimiser states and other nested tensor structures (read back with weights_only=True)."""
+        import torch
+
         buf = io.BytesIO()
         torch.save(obj, buf)
         self.write_bytes(key, buf.getvalue())
 
     def read_torch(self, key: str) -> Any:
+        import torch
+
         return torch.load(io.BytesIO(self.read_bytes(key)), weights_only=True, map_location="cpu")
 
     # -- folders -------------------------------------------------------------------------------------------

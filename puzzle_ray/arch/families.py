@@ -9,6 +9,7 @@ and the export's engine warnings all ask this registry, so adding a family is on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..serving.matrix import ENGINE_IDS
 from .blocks import BlockConfigError
@@ -37,6 +38,14 @@ class ParentFamily:
     sliding_window_flag: str | None = None
     """The config flag without which `sliding_window` is ignored (Qwen's `use_sliding_window`); None: a
     `sliding_window` set in the config is in effect (Mistral). A window in effect is rejected."""
+    gguf_head_dim: bool = True
+    """Whether transformers' GGUF loader reads `head_dim` from `rope.dimension_count` (Llama, Mistral); Qwen's
+    leaves it at the config class's default."""
+    class_defaults: tuple[tuple[str, Any], ...] = (("hidden_act", "silu"), ("attention_bias", False),
+                                                    ("mlp_bias", False))
+    """The fields `shape.family_shape` reads that a GGUF file never states, at the values of this family's
+    transformers config class (fields the class lacks are left out), so `inspect` of a GGUF file needs no
+    transformers; `tests/test_parent_gguf.py` checks them against the classes."""
     engines: tuple[str, ...] = ENGINE_IDS
     """The engines (ids of `serving.matrix.ENGINE_IDS`) whose nemotron-nas loaders read a child of this family's
     blocks; which sub-block combinations each serves is `serving/matrix.py`'s."""
@@ -56,11 +65,15 @@ class ParentFamily:
         return any(on and getattr(config, field, False) for field, on in self.puzzle_fields().items())
 
 
+_QWEN_DEFAULTS = (("hidden_act", "silu"), ("use_sliding_window", False), ("sliding_window", None))
 FAMILIES = (
     ParentFamily("Llama", "llama", gguf_architecture="llama"),
-    ParentFamily("Qwen2", "qwen2", gguf_architecture="qwen2", qkv_bias=True, sliding_window_flag="use_sliding_window"),
-    ParentFamily("Mistral", "mistral", gguf_architecture="mistral"),
+    ParentFamily("Qwen2", "qwen2", gguf_architecture="qwen2", qkv_bias=True, sliding_window_flag="use_sliding_window",
+                 gguf_head_dim=False, class_defaults=_QWEN_DEFAULTS),
+    ParentFamily("Mistral", "mistral", gguf_architecture="mistral",
+                 class_defaults=(("hidden_act", "silu"), ("sliding_window", 4096))),
     ParentFamily("Qwen3", "qwen3", gguf_architecture="qwen3", qk_norm=True, sliding_window_flag="use_sliding_window",
+                 gguf_head_dim=False, class_defaults=(*_QWEN_DEFAULTS, ("attention_bias", False), ("head_dim", 128)),
                  engines=()),
 )
 """Every supported parent family, in the order messages list them."""

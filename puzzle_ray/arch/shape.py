@@ -126,11 +126,12 @@ class StatedFields:
     """A config.json's fields as attributes, for `family_shape`. A file that transformers wrote (it carries
     `transformers_version`) states every field of its config class, so a field it lacks is not one of the class's:
     AttributeError, and `getattr(hf, name, default)` gives what it gives on the class's object. In a hand-written
-    file a missing field takes its class's default, which only transformers knows: `NotStated`."""
+    file a missing field takes its class's default, which only transformers knows: `NotStated`. `complete` says
+    which of the two `data` is, when the rule above does not (e.g. fields read from a GGUF file)."""
 
-    def __init__(self, data: dict[str, Any]):
+    def __init__(self, data: dict[str, Any], complete: bool | None = None):
         self._data = data
-        self._complete = "transformers_version" in data
+        self._complete = "transformers_version" in data if complete is None else complete
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -164,14 +165,14 @@ def read_config_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 def load_model_shape(path: str | Path) -> ModelShape:
     """The shape of a config.json (a file or model folder) or a .gguf file, without weights. A `nemotron-nas`
-    config, and a family config that states every field the shape needs (as `save_pretrained` writes them), are
-    read without transformers; otherwise (a GGUF file, a family config that leaves a field to its class's default)
-    through `PuzzleConfig`."""
+    config, a family config that states every field the shape needs (as `save_pretrained` writes them) and a
+    GGUF file of a supported family are read without transformers; otherwise (a family config that leaves a field
+    to its class's default) through `PuzzleConfig`."""
     path = Path(path)
     if path.suffix.lower() == ".gguf":  # the architecture from the GGUF metadata; nothing is dequantised
-        from ..parent.gguf import gguf_puzzle_config
+        from ..parent.gguf import gguf_model_shape
 
-        return ModelShape.of(gguf_puzzle_config(path))
+        return gguf_model_shape(path)
     file, data = read_config_json(path)
     try:
         if data["model_type"] == MODEL_TYPE:

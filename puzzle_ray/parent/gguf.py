@@ -32,6 +32,7 @@ from ..arch.families import GGUF_ARCHITECTURES
 from ..configs import content_hash
 from ..store import exclusive_lock, staged_folder
 from .config import GGUFParentConfig
+from .gguf_reader import GGUFLayoutError, GGUFMetadata, read_gguf_metadata
 
 CONVERTER_VERSION = 1
 """Part of the cache key: bump it when the conversion's output changes."""
@@ -96,24 +97,22 @@ def resolve_gguf(config: GGUFParentConfig) -> Path:
 
 def read_gguf_header(path: str | Path) -> GGUFHeader:
     """Check that `path` is a complete GGUF file of a supported architecture, reading only its header and
-    tensor table (memory-mapped; no weights are dequantised)."""
+    tensor table (memory-mapped; no weights are dequantised, the tokenizer is not parsed)."""
+    return _checked(path)[0]
+
+
+def _checked(path: str | Path) -> tuple[GGUFHeader, GGUFMetadata]:
     path = Path(path)
     size = _check_magic(path)
-    from gguf import GGUFReader
-
     try:
-        reader = GGUFReader(path)
-        tensors = list(reader.tensors)
-        end = max((t.data_offset + int(t.n_bytes) for t in tensors), default=0)
-        arch_field = reader.fields.get("general.architecture")
-        architecture = arch_field.contents() if arch_field is not None else None
-        name_field = reader.fields.get("general.name")
-        name = name_field.contents() if name_field is not None else None
-    except (ValueError, KeyError, IndexError, TypeError, OverflowError, OSError) as e:  # numpy view/reshape errors
-        # of a truncated or corrupt file
+        meta = read_gguf_metadata(path)
+        end = meta.tensor_end()
+    except (GGUFLayoutError, OSError) as e:
         raise GGUFError(f"{path}: unreadable GGUF header or tensor table: truncated or corrupt? ({e})") from None
     if end > size:
         raise GGUFError(f"{path}: truncated: its tensors end at byte {end:,} but the file has {size:,}")
+    architecture = meta.fields.get("general.architecture")
+    name = meta.fields.get("general.name")
     if not isinstance(architecture, str):
         raise GGUFError(f"{path}: no general.architecture in the GGUF metadata")
     if architecture not in SUPPORTED_ARCHITECTURES:
@@ -121,7 +120,8 @@ def read_gguf_header(path: str | Path) -> GGUFHeader:
             f"{path}: general.architecture={architecture!r} is not supported (supported: "
             f"{', '.join(SUPPORTED_ARCHITECTURES)})"
         )
-    return GGUFHeader(path, architecture, name if isinstance(name, str) else None, len(tensors), size)
+    header = GGUFHeader(path, architecture, name if isinstance(name, str) else None, len(meta.tensors), size)
+    return header, meta
 
 
 def _check_magic(path: Path) -> int:
@@ -138,15 +138,92 @@ def _check_magic(path: Path) -> int:
 
 
 def gguf_hf_config(path: str | Path):
-    """The transformers config the file's metadata describes (no weights read)."""
+    """The transformers config the file's metadata describes (no weights read, the tokenizer not parsed)."""
     from transformers import AutoConfig
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    header = read_gguf_header(path)
-    with _quiet_transformers():
-        fields = dict(load_gguf_checkpoint(str(header.path), return_tensors=False)["config"])
+    header, meta = _checked(path)
+    fields = gguf_config_fields(meta)
+    if fields is None:  # a config field only the full reader has: let transformers read the whole file
+        from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+        with _quiet_transformers():
+            fields = dict(load_gguf_checkpoint(str(header.path), return_tensors=False)["config"])
     fields.pop("_model_name_or_path", None)
     return AutoConfig.for_model(**fields)
+
+
+def gguf_config_fields(meta: GGUFMetadata) -> dict | None:
+    """The config fields transformers' GGUF loader (`load_gguf_checkpoint`) derives from this metadata, by its own
+    key table (`transformers.integrations.ggml`) and in its order, for the architectures we support; None when a
+    mapped field is an array this reader did not keep. `tests/test_parent_gguf.py` checks that the two agree."""
+    from transformers.integrations.ggml import GGUF_CONFIG_DEFAULTS_MAPPING, GGUF_CONFIG_MAPPING
+
+    architecture = meta.fields["general.architecture"]
+    updated = _loaded_as(architecture, meta.fields.get("general.name"))
+    config: dict = {"tie_word_embeddings": all(t.name != "output.weight" for t in meta.tensors)}
+    defaults = GGUF_CONFIG_DEFAULTS_MAPPING.get(updated, GGUF_CONFIG_DEFAULTS_MAPPING.get(architecture) or {})
+    for key, value in defaults.items():
+        config.setdefault(key, value)
+
+    def renamed(key: str):
+        prefix, _, rest = key.replace(architecture, updated).partition(".")
+        name = GGUF_CONFIG_MAPPING.get(prefix, {}).get(rest)
+        return None if name == -1 else name
+
+    if any(renamed(key) for key in meta.array_lengths if key not in meta.fields):
+        return None
+    for key, value in meta.fields.items():  # file order, as transformers: a later key wins
+        if (name := renamed(key)) is None:
+            continue
+        value = value[0] if isinstance(value, list) and len(value) == 1 else value
+        config[name] = value.replace(architecture, updated) if isinstance(value, str) else value
+    if "vocab_size" not in config and "tokenizer.ggml.tokens" in meta.array_lengths:
+        config["vocab_size"] = meta.array_lengths["tokenizer.ggml.tokens"]
+    return config
+
+
+def _loaded_as(architecture: str, name) -> str:
+    """The architecture transformers' GGUF loader reads a file as: it tests `"mistral" in <the list of
+    general.name values>`, so a Llama file named exactly "mistral" is read as Mistral."""
+    return "mistral" if "llama" in architecture and name == "mistral" else architecture
+
+
+GGUF_SHAPE_KEYS = {
+    "context_length": "max_position_embeddings", "block_count": "num_hidden_layers",
+    "feed_forward_length": "intermediate_size", "embedding_length": "hidden_size",
+    "attention.head_count": "num_attention_heads", "attention.head_count_kv": "num_key_value_heads",
+    "vocab_size": "vocab_size",
+}
+"""`<architecture>.<key>` -> config field for what `family_shape` reads (plus `rope.dimension_count` -> head_dim
+where the family's `gguf_head_dim` says so): entries of transformers' GGUF table, held here so that `inspect`
+needs no transformers; `tests/test_parent_gguf.py` checks them against that table."""
+
+
+def gguf_model_shape(path: str | Path):
+    """The parent's `ModelShape` from the GGUF metadata, without torch or transformers: the file's fields by
+    GGUF_SHAPE_KEYS over its family's `class_defaults`, as `gguf_puzzle_config` would read them; through
+    `gguf_puzzle_config` when the file leaves a field the shape needs unstated."""
+    from ..arch.families import FAMILIES
+    from ..arch.shape import StatedFields, family_shape
+    from ..arch.blocks import BlockConfigError
+
+    header, meta = _checked(path)
+    arch = header.architecture
+    family = next(f for f in FAMILIES if f.gguf_architecture == _loaded_as(arch, meta.fields.get("general.name")))
+    keys = {**GGUF_SHAPE_KEYS, **({"rope.dimension_count": "head_dim"} if family.gguf_head_dim else {})}
+    fields = {**dict(family.class_defaults), "model_type": family.model_type,
+              "tie_word_embeddings": all(t.name != "output.weight" for t in meta.tensors)}
+    fields |= {name: meta.fields[f"{arch}.{key}"] for key, name in keys.items() if f"{arch}.{key}" in meta.fields}
+    if "vocab_size" not in fields and "tokenizer.ggml.tokens" in meta.array_lengths:
+        fields["vocab_size"] = meta.array_lengths["tokenizer.ggml.tokens"]
+    try:
+        return family_shape(StatedFields(fields, complete=True))
+    except AttributeError:  # e.g. no head count: the class's default, which only transformers knows
+        from ..arch.shape import ModelShape
+
+        return ModelShape.of(gguf_puzzle_config(path))
+    except BlockConfigError as e:
+        raise GGUFError(f"{path}: {e}") from None
 
 
 def gguf_puzzle_config(path: str | Path):
