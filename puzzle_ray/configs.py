@@ -73,7 +73,7 @@ def option_problems(error, options: dict[str, str], rest: str = "config") -> str
             out.append(f"{options[field]}{given}: {msg}")
         else:
             where = ".".join(loc) or "config"
-            out.append(f"{rest}: {where}: {error_message(err).removeprefix('Value error, ')}")
+            out.append(f"{rest}: {where}: {error_message(err)}")
     return "; ".join(out)
 
 
@@ -93,4 +93,4 @@ def error_message(err: dict[str, Any]) -> str:
     """One pydantic error's message; a choice that is not one of the allowed values says what was given."""
     if err["type"] in ("literal_error", "enum"):
         return f"{err['msg']} (got {err['input']!r})"
-    return err["msg"]
+    return err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's ValueError
