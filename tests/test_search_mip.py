@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 
 from puzzle_ray.arch import PuzzleConfig
@@ -184,6 +185,37 @@ def test_dominated_variants_are_left_out_of_single_solution_solves():
     limit = 0.8 * parent_figure(lib, "stats.memory_mib")
     expected = brute_force(lib, "metrics.kl_div", {"stats.memory_mib": (None, limit)})[0]
     assert set(result.columns) <= set(keep) and result.objective == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_diverse_solves_prune_only_what_no_earlier_solution_needs(seed):
+    """Diverse solves drop a dominated variant only when its dominator is unused by earlier solutions; the
+    sequential optima still equal the enumeration's, on libraries with many dominated variants."""
+    from puzzle_ray.solve.mip import build_model
+    from puzzle_ray.solve.problem import build_problem
+
+    lib = random_library(num_layers=5, max_variants=6, seed=(303, 306, 311)[seed])
+    limit = 0.85 * parent_figure(lib, "stats.memory_mib")
+    config = SearchConfig(constraints=["stats.memory_mib<=0.85*parent"], num_solutions=4, min_diversity=2)
+    result = search(lib, config)
+    picked = []
+    for s in result.solutions:
+        expected = brute_force(lib, "metrics.kl_div", {"stats.memory_mib": (None, limit)}, exclude=picked, min_diff=2)
+        assert s.objective == pytest.approx(expected[0], rel=1e-6, abs=1e-9)
+        picked.append(s.chosen)
+    assert len(result.solutions) >= 2
+    problem = build_problem(lib, config, None)
+    exclude = [problem.columns_of(s.chosen) for s in result.solutions[:-1]]
+    keep = set(build_model(problem, exclude=exclude, min_diversity=2).keep)
+    taken = set(np.concatenate(exclude))
+    mem, kl = problem.values["stats.memory_mib"], problem.objective
+    for i in range(problem.num_layers):
+        cols = range(problem.offsets[i], problem.offsets[i + 1])
+        for j in cols:  # dropped exactly when a column no earlier solution takes is no worse and better somewhere
+            worse = any(mem[k] <= mem[j] and kl[k] <= kl[j] and (mem[k] < mem[j] or kl[k] < kl[j] or k < j)
+                        for k in cols if k != j and k not in taken)
+            assert (j not in keep) == worse, (i, j)
+    assert len(keep) < problem.num_columns  # the diverse model is pruned too
 
 
 def test_a_process_whose_highs_runs_more_threads_still_solves_with_the_one_thread_default(tmp_path):
