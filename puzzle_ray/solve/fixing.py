@@ -9,8 +9,9 @@ and one that uses column j of layer i at least LB + r_j, where r_j = (c_j + lam 
 A column with LB + r_j above the cost U of a known feasible architecture cannot be in any optimum, so the MIP
 is solved without it, and an optimum proven there is proven for the whole problem. The bound holds for any
 lam >= 0; the LP relaxation's row duals make it the tightest (the assignment rows alone have integral vertices),
-and a feasible architecture comes from the LP point: its few fractional layers are rounded every way and the
-best feasible rounding kept. On the published 70B library this leaves 5-10 % of the columns.
+and a feasible architecture comes from the LP point: its few fractional layers are rounded every way, each
+rounding improved by single-layer swaps, and the best kept. On the published 70B library's three scenarios the
+MIP then has 11-26 % of the (dominance-pruned) columns.
 """
 
 from __future__ import annotations
