@@ -569,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(e))
     if args.results:
         config = config.model_copy(update={"results": args.results.resolve()})
+    from puzzle_ray.ui import quiet_third_party
+
+    quiet_third_party()  # as `puzzle-ray run` does: no transformers/Ray bars and notices among ours
     report = run_headline(config, workflow)
     from rich.console import Console
 
