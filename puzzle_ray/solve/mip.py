@@ -237,8 +237,7 @@ def _solve(model: MipModel, cost: np.ndarray, active: np.ndarray, integer: bool,
     cols = np.flatnonzero(active)
     n = len(cols)
     x = cp.Variable(n, boolean=True) if integer else cp.Variable(n)
-    assign = sp.csr_matrix((np.ones(n), (model.layer_of[cols], np.arange(n))), shape=(model.num_layers, n))
-    constraints = [assign @ x == 1]
+    constraints = [model.assign[:, cols] @ x == 1]
     inequalities = []  # in fixing.inequality_rows' order
     if model.upper is not None:
         inequalities.append(model.upper[0][:, cols] @ x <= model.upper[1])
