@@ -169,7 +169,7 @@ def test_cli_measure_model_rejects_a_missing_model(tmp_path):
 
 def test_greedy_decode_loop_uses_the_models_own_cache():
     """The measured loop is a real generation: same tokens as generate() with the Puzzle cache."""
-    from puzzle_ray.measure.cost_model import _time_requests
+    from puzzle_ray.measure.cost_model import _request
     from puzzle_ray.measure.timing import DeviceTimer
 
     model = tiny_mixed_child()
@@ -183,7 +183,30 @@ def test_greedy_decode_loop_uses_the_models_own_cache():
         return out
 
     model.forward = spy
-    _time_requests(model, prompt, 5, DeviceTimer("cpu"), MeasureConfig(warmup=0, repeats=1))
+    _request(model, prompt, 5, DeviceTimer("cpu"))
     model.forward = original
     reference = model.generate(prompt, max_new_tokens=6, do_sample=False, attention_mask=torch.ones_like(prompt))
     assert torch.equal(torch.stack(captured, 1), reference[:, 8:])
+
+
+def test_models_timed_in_shared_rounds_see_the_same_machine(monkeypatch):
+    """A slowdown halfway through moves both models alike: two copies of one model keep a ratio near 1."""
+    import puzzle_ray.measure.cost_model as cost_model
+    from puzzle_ray.measure.cost_model import measure_models_costs
+    from puzzle_ray.measure.timing import DeviceTimer
+
+    class SlowingTimer(DeviceTimer):
+        calls = 0
+
+        def __call__(self, fn):
+            SlowingTimer.calls += 1
+            return super().__call__(fn) * (3.0 if SlowingTimer.calls > 2 * 2 * 8 // 2 else 1.0)
+
+    monkeypatch.setattr(cost_model, "DeviceTimer", SlowingTimer)
+    model = tiny_mixed_child()
+    config = FAST.model_copy(update={"warmup": 0, "repeats": 8})
+    scenario = Scenario(batch_sizes=[2], prefill_len=32, decode_len=4, dtype="fp32")
+    costs = measure_models_costs({"a": model, "b": model}, scenario, config, device="cpu")
+    assert set(costs) == {"a", "b"} and SlowingTimer.calls == 2 * 2 * 8  # models x (prefill, decode) x repeats
+    a, b = costs["a"][2], costs["b"][2]
+    assert 0.6 < b.prefill_ms / a.prefill_ms < 1.6 and 0.6 < b.decode_ms / a.decode_ms < 1.6, (a, b)

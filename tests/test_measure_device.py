@@ -133,3 +133,48 @@ def test_entries_record_the_stack_depth_they_used():
     config = config.model_copy(update={"min_stack_mib": 64.0})
     (entry,) = measure_units_on_device(PARENT, [ffn(64)], scenario, config, "cpu")
     assert entry["stack_depth"] == 3  # capped at max_stack_depth
+
+
+class SlowingTimer(DeviceTimer):
+    """The real clock, but the machine turns 3x slower halfway through the calls (another tenant arrives)."""
+
+    def __init__(self, device, clock="wall", calls: int = 0):
+        super().__init__(device, clock)
+        self.calls, self.n = calls, 0
+
+    def __call__(self, fn):
+        self.n += 1
+        return super().__call__(fn) * (3.0 if self.n > self.calls // 2 else 1.0)
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_rounds_make_a_slowdown_hit_every_unit_alike(monkeypatch, interleave):
+    import puzzle_ray.measure.device as device_module
+
+    scenario = Scenario(batch_sizes=[1], prefill_len=64, decode_len=4, dtype="fp32")
+    config = STEADY.model_copy(update={"warmup": 0, "repeats": 8, "interleave": interleave})
+    # 2 units x 8 rounds x (prefill + decode) x (stack + baseline) timed calls
+    monkeypatch.setattr(device_module, "DeviceTimer", lambda d, c: SlowingTimer(d, c, calls=2 * 8 * 2 * 2))
+    first, second = measure_units_on_device(PARENT, [ffn(1024), ffn(1024)], scenario, config, "cpu")
+    ratio = second["prefill_ms"] / first["prefill_ms"]
+    if interleave:  # both units saw the same mix of fast and slow rounds
+        assert 0.6 < ratio < 1.6, (first, second)
+    else:  # one after the other: the second unit was timed on the slow machine only
+        assert ratio > 2.0, (first, second)
+
+
+def test_units_too_big_to_hold_together_are_timed_one_after_the_other(monkeypatch):
+    import puzzle_ray.measure.device as device_module
+
+    order = []
+    real = device_module._time_group
+    monkeypatch.setattr(device_module, "_time_group",
+                        lambda parent, units, group, *a: order.append(list(group)) or real(parent, units, group, *a))
+    scenario = Scenario(batch_sizes=[1], prefill_len=8, decode_len=2, dtype="fp32")
+    units = [ffn(2048), ffn(1024)]
+    one = units[0].peak_bytes_estimate(PARENT, "fp32", 1, 8, 10, 2) / 2**20
+    for memory, groups in ((100 * one, [[0, 1]]), (1.5 * one / 0.9, [[0], [1]])):
+        order.clear()
+        config = FAST.model_copy(update={"device_memory_mib": memory, "repeats": 3})
+        entries = measure_units_on_device(PARENT, units, scenario, config, "cpu")
+        assert order == groups and all(e["fits"] for e in entries)

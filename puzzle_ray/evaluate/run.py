@@ -243,22 +243,25 @@ def _pred(predicted: dict | None, role: str, batch: int, attr: str) -> float | N
 
 
 def _speed_rows(report, parent_dir, child_dir, scenario, config: EvalConfig, predicted) -> None:
-    from ..measure.cost_model import load_model_for_timing, measure_model_costs
+    from ..measure.cost_model import load_model_for_timing, measure_models_costs
     from ..ui import progress
 
+    # Parent and child are timed in shared rounds (one request of each per round): the speed-up is their
+    # ratio, and a change of the machine's speed during the timing then moves both alike.
     measured: dict[str, dict] = {"parent": {}, "child": {}}
     batches = scenario.batch_sizes
-    with progress("batch size", transient=True) as bar:  # one step per (model, batch size)
-        task = bar.add_task("timing prefill and decode end to end", total=2 * len(batches))
-        for role, folder in (("parent", parent_dir), ("child", child_dir)):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            model = load_model_for_timing(folder, scenario, device, config.measure.seed)
-            for batch in batches:
-                one = scenario.model_copy(update={"batch_sizes": [batch]})
-                measured[role].update(measure_model_costs(model, one, config.measure, device))
-                bar.advance(task)
-            del model
-            gc.collect()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    models = {role: load_model_for_timing(folder, scenario, device, config.measure.seed)
+              for role, folder in (("parent", parent_dir), ("child", child_dir))}
+    with progress("batch size", transient=True) as bar:
+        task = bar.add_task("timing prefill and decode end to end, parent and child", total=len(batches))
+        for batch in batches:
+            one = scenario.model_copy(update={"batch_sizes": [batch]})
+            for role, costs in measure_models_costs(models, one, config.measure, device).items():
+                measured[role].update(costs)
+            bar.advance(task)
+    del models
+    gc.collect()
     for batch in scenario.batch_sizes:
         p, c = measured["parent"][batch], measured["child"][batch]
         if not (p.fits and c.fits):

@@ -4,6 +4,7 @@ measure_library(library, parent, scenario, config, store) -> Library with measur
 measure_blocks(parent, blocks, scenario, config, store)   -> Measurements (lower level, cached)
 predict_model_costs(model_config, library)                -> {batch: ModelCosts} from the stats
 measure_model_costs(model or folder, scenario)            -> {batch: ModelCosts} measured end-to-end
+measure_models_costs({name: model}, scenario)             -> {name: {batch: ModelCosts}}, timed in shared rounds
 """
 
 from .._lazy import lazy_package
@@ -12,7 +13,9 @@ from .._lazy import lazy_package
 # package (its cli.py, its config.py) does not import the heavy ones.
 lazy_package(__name__, {
     ".config": ["MeasureConfig", "MeasureStageConfig", "Scenario"],
-    ".cost_model": ["ModelCosts", "compare_costs", "measure_model_costs", "predict_model_costs"],
+    ".cost_model": [
+        "ModelCosts", "compare_costs", "measure_model_costs", "measure_models_costs", "predict_model_costs",
+    ],
     ".fleet": ["measure_blocks", "measure_units"],
     ".library": ["measure_library", "skeleton_library"],
     ".results": ["MeasureError", "Measurements"],
@@ -31,6 +34,7 @@ __all__ = [
     "measure_blocks",
     "measure_library",
     "measure_model_costs",
+    "measure_models_costs",
     "measure_units",
     "predict_model_costs",
     "skeleton_library",

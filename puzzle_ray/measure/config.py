@@ -119,6 +119,11 @@ class MeasureConfig(StrictConfig):
     """Fraction of `device_memory_mib` that the estimated footprint may fill."""
     units_per_task: int = 8
     """Sub-blocks timed by one Ray task (they share its baseline stack and start-up)."""
+    interleave: bool = True
+    """Time a task's units in rounds, one sample of each per round, so that the machine's speed changing
+    during the measurement moves all of them alike (measured on a shared 2-core VM: speed moves 20-30 % within
+    minutes, which timing one unit after another turns into errors between variants). Needs the task's
+    stacks in memory together; they are timed one after the other where they would not fit."""
     max_concurrent_tasks: int | None = None
     """Tasks running at once (default: 1 on CPU, where concurrent tasks disturb each other's timings;
     unlimited on GPUs, one task per GPU)."""
@@ -186,6 +191,7 @@ class MeasureConfig(StrictConfig):
             "threads": self.torch_threads if self.device == "cpu" else None,
             "clock": self.cpu_clock if self.device == "cpu" else "cuda_events",
             "seed": self.seed,
+            "interleave": self.interleave,
         }
 
     def ray_options(self) -> dict[str, Any]:

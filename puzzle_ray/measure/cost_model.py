@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -168,46 +169,69 @@ def measure_model_costs(
 ) -> dict[int, ModelCosts]:
     """Measured end-to-end costs per batch size: prefill and per-step decode time (median and IQR over
     `config.repeats` requests, after `config.warmup`), and memory from the formula (plus the CUDA peak)."""
+    return measure_models_costs({"model": model}, scenario, config, device)["model"]
+
+
+def measure_models_costs(
+    models: Mapping[str, PuzzleForCausalLM | PuzzleConfig | str | Path],
+    scenario: Scenario,
+    config: MeasureConfig | None = None,
+    device: str | None = None,
+) -> dict[str, dict[int, ModelCosts]]:
+    """`measure_model_costs` of several models, timed in rounds: per round one request of each model (the
+    order rotating), so that the machine's speed changing during the measurement moves every model alike and
+    their ratios (a child's speed-up over its parent) stay right. All models are held in memory together."""
     config = config or MeasureConfig()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model_for_timing(model, scenario, device, config.seed)
-    mconfig = model.config
-    stats = model_stats(mconfig, scenario.dtype)
+    loaded = {name: load_model_for_timing(m, scenario, device, config.seed) for name, m in models.items()}
     capacity = device_memory_bytes(config, device)
     timer, cuda = DeviceTimer(device, config.cpu_clock), torch.device(device).type == "cuda"
-    out = {}
+    out: dict[str, dict[int, ModelCosts]] = {name: {} for name in loaded}
     with torch_threads(None if cuda else config.torch_threads):
         for batch in scenario.batch_sizes:
-            memory = (
-                stats.num_params * dtype_bytes(scenario.dtype) + batch * scenario.total_len * stats.kv_bytes_per_token
-            ) / MIB
-            if _estimate_bytes(mconfig, scenario, batch) > capacity:
-                out[batch] = ModelCosts(batch, scenario.decode_len, math.nan, math.nan, memory, fits=False)
+            runs = {}
+            for name, model in loaded.items():
+                mconfig = model.config
+                stats = model_stats(mconfig, scenario.dtype)
+                memory = (stats.num_params * dtype_bytes(scenario.dtype)
+                          + batch * scenario.total_len * stats.kv_bytes_per_token) / MIB
+                if _estimate_bytes(mconfig, scenario, batch) > capacity:
+                    out[name][batch] = ModelCosts(batch, scenario.decode_len, math.nan, math.nan, memory, fits=False)
+                    continue
+                gen = torch.Generator().manual_seed(config.seed)
+                prompt = torch.randint(0, mconfig.vocab_size, (batch, scenario.prefill_len), generator=gen)  # (B, P)
+                runs[name] = (prompt.to(device), memory, [], [])
+            names = list(runs)
+            if not names:
                 continue
-            gen = torch.Generator().manual_seed(config.seed)
-            prompt = torch.randint(0, mconfig.vocab_size, (batch, scenario.prefill_len), generator=gen).to(
-                device
-            )  # (B, P)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             try:
-                prefills, decodes = _time_requests(model, prompt, scenario.decode_len, timer, config)
+                for r in range(config.warmup + config.repeats):
+                    for name in names[r % len(names):] + names[: r % len(names)]:
+                        prompt, _, prefills, decodes = runs[name]
+                        with quiet_gc():
+                            p, d = _request(loaded[name], prompt, scenario.decode_len, timer)
+                        if r >= config.warmup:
+                            prefills.append(p)
+                            decodes.append(d)
             except torch.OutOfMemoryError:
                 torch.cuda.empty_cache()
-                out[batch] = ModelCosts(batch, scenario.decode_len, math.nan, math.nan, memory, fits=False)
+                for name, (_, memory, _, _) in runs.items():
+                    out[name][batch] = ModelCosts(batch, scenario.decode_len, math.nan, math.nan, memory, fits=False)
                 continue
-            p, d = summarize(prefills), summarize(decodes)
-            peak = torch.cuda.max_memory_allocated(device) / MIB if cuda else None
-            out[batch] = ModelCosts(batch, scenario.decode_len, p.median, d.median, memory, p.iqr, d.iqr, peak)
+            peak = torch.cuda.max_memory_allocated(device) / MIB if cuda else None  # of all models together
+            for name, (_, memory, prefills, decodes) in runs.items():
+                p, d = summarize(prefills), summarize(decodes)
+                out[name][batch] = ModelCosts(batch, scenario.decode_len, p.median, d.median, memory, p.iqr, d.iqr,
+                                              peak if len(runs) == 1 else None)
     return out
 
 
 @torch.inference_mode()
-def _time_requests(
-    model, prompt, decode_len: int, timer: DeviceTimer, config: MeasureConfig
-) -> tuple[list[float], list[float]]:
-    """Per request: (prefill ms, mean decode-step ms)."""
-    state: dict[str, Any] = {}
+def _request(model, prompt, decode_len: int, timer: DeviceTimer) -> tuple[float, float]:
+    """One request: (prefill ms, mean decode-step ms), from a fresh cache."""
+    state: dict[str, Any] = {"cache": PuzzleCache(model.config)}
 
     def prefill():
         logits = model(input_ids=prompt, cache=state["cache"], use_cache=True, logits_to_keep=1).logits  # (B, 1, V)
@@ -218,15 +242,7 @@ def _time_requests(
         for _ in range(decode_len):
             token = model(input_ids=token, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1:].argmax(-1)
 
-    prefills, decodes = [], []
-    for r in range(config.warmup + config.repeats):
-        state["cache"] = PuzzleCache(model.config)
-        with quiet_gc():
-            p, d = timer(prefill), timer(decode) / decode_len
-        if r >= config.warmup:
-            prefills.append(p)
-            decodes.append(d)
-    return prefills, decodes
+    return timer(prefill), timer(decode) / decode_len
 
 
 def compare_costs(predicted: dict[int, ModelCosts], measured: dict[int, ModelCosts]) -> list[dict[str, Any]]:

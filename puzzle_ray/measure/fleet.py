@@ -7,7 +7,8 @@
 The cache key is the content hash of (unit shape, workload at one batch size, method, hardware name,
 software versions), so equal sub-blocks in different layers, libraries and reruns are measured once. Tasks
 write their results as they finish: a crashed driver loses nothing that was measured. A task that fails
-(out of memory, worker lost) is reported in `Measurements.failures`; the rest of the fleet completes.
+(out of memory, worker lost) is reported in `Measurements.failures`; the rest of the fleet completes. A task
+times its units in shared rounds (`MeasureConfig.interleave`) and writes them when the rounds end.
 """
 
 from __future__ import annotations
@@ -79,10 +80,14 @@ def _measure_task(
     (unit key, entry) pairs."""
     device = resolve_device(config)
     fp = fingerprint(device)
-    out = []
+    by_batches: dict[tuple[int, ...], list[TimedBlock]] = {}  # units missing the same batch sizes are timed together
     for unit, batches in work:
-        sub = scenario.model_copy(update={"batch_sizes": batches})
-        for entry in measure_units_on_device(parent, [unit], sub, config, device):
+        by_batches.setdefault(tuple(batches), []).append(unit)
+    out = []
+    for batches, units in by_batches.items():
+        sub = scenario.model_copy(update={"batch_sizes": list(batches)})
+        entries = measure_units_on_device(parent, units, sub, config, device)
+        for unit, entry in zip((u for u in units for _ in batches), entries, strict=True):
             key = cache_key(parent, unit, scenario, entry["batch_size"], config, fp)
             entry = {
                 "unit": unit.label(parent),

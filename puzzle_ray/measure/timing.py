@@ -82,6 +82,21 @@ class Workload(Protocol):
     def run(self) -> object: ...
 
 
+def paired_sample(timer: DeviceTimer, baseline: Workload, candidate: Workload, flip: bool) -> tuple[float, float]:
+    """One timing of `candidate` and one of `baseline`, back to back: (candidate - baseline, candidate) in ms.
+    `flip` puts the candidate first (alternate it so that a slow drift hits both sides alike)."""
+    times = {}
+    for w in (candidate, baseline) if flip else (baseline, candidate):
+        w.setup()
+        times[w is candidate] = timer(w.run)
+    return times[True] - times[False], times[True]
+
+
+def single_sample(timer: DeviceTimer, workload: Workload) -> float:
+    workload.setup()
+    return timer(workload.run)
+
+
 def paired_differences(
     timer: DeviceTimer, baseline: Workload, candidate: Workload, warmup: int, repeats: int
 ) -> tuple[list[float], list[float]]:
@@ -94,16 +109,9 @@ def paired_differences(
         for w in (baseline, candidate):
             w.setup()
             w.run()
-    diffs, totals = [], []
     with quiet_gc():
-        for r in range(repeats):
-            times = {}
-            for w in (baseline, candidate) if r % 2 == 0 else (candidate, baseline):
-                w.setup()
-                times[w is candidate] = timer(w.run)
-            diffs.append(times[True] - times[False])
-            totals.append(times[True])
-    return diffs, totals
+        pairs = [paired_sample(timer, baseline, candidate, flip=r % 2 == 1) for r in range(repeats)]
+    return [d for d, _ in pairs], [t for _, t in pairs]
 
 
 def repeated(timer: DeviceTimer, workload: Workload, warmup: int, repeats: int) -> list[float]:
@@ -111,9 +119,5 @@ def repeated(timer: DeviceTimer, workload: Workload, warmup: int, repeats: int) 
     for _ in range(warmup):
         workload.setup()
         workload.run()
-    samples = []
     with quiet_gc():
-        for _ in range(repeats):
-            workload.setup()
-            samples.append(timer(workload.run))
-    return samples
+        return [single_sample(timer, workload) for _ in range(repeats)]
