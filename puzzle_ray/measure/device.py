@@ -2,7 +2,8 @@
 
 Block units are measured differentially: per repeat, the stack of N copies and the stack of N no-op blocks
 are timed back to back (alternating order), and the unit's cost is median(difference) / N, with the
-inter-quartile range of the differences / N as its spread. The non-block unit is timed absolutely.
+inter-quartile range of the differences / N as its spread. The non-block unit is timed absolutely. The
+units of one call take their samples in shared rounds (`MeasureConfig.interleave`).
 
 N grows with the unit's size shrinking (`units.stack_depth_for`): a stack whose weights fit in a cache that
 the full model overflows would make memory-bound decode look cheaper than it is in the model.
