@@ -113,11 +113,3 @@ def paired_differences(
         pairs = [paired_sample(timer, baseline, candidate, flip=r % 2 == 1) for r in range(repeats)]
     return [d for d, _ in pairs], [t for _, t in pairs]
 
-
-def repeated(timer: DeviceTimer, workload: Workload, warmup: int, repeats: int) -> list[float]:
-    """Plain timings in ms (for what is measured absolutely: the non-block part, whole models)."""
-    for _ in range(warmup):
-        workload.setup()
-        workload.run()
-    with quiet_gc():
-        return [single_sample(timer, workload) for _ in range(repeats)]
