@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,7 @@ def measure_models_costs(
     config = config or MeasureConfig()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = {name: load_model_for_timing(m, scenario, device, config.seed) for name, m in models.items()}
+    stats = {name: model_stats(model.config, scenario.dtype) for name, model in loaded.items()}
     capacity = device_memory_bytes(config, device)
     timer, cuda = DeviceTimer(device, config.cpu_clock), torch.device(device).type == "cuda"
     out: dict[str, dict[int, ModelCosts]] = {name: {} for name in loaded}
@@ -191,10 +192,9 @@ def measure_models_costs(
         for batch in scenario.batch_sizes:
             runs = {}
             for name, model in loaded.items():
-                mconfig = model.config
-                stats = model_stats(mconfig, scenario.dtype)
-                memory = (stats.num_params * dtype_bytes(scenario.dtype)
-                          + batch * scenario.total_len * stats.kv_bytes_per_token) / MIB
+                mconfig, st = model.config, stats[name]
+                memory = (st.num_params * dtype_bytes(scenario.dtype)
+                          + batch * scenario.total_len * st.kv_bytes_per_token) / MIB
                 if _estimate_bytes(mconfig, scenario, batch) > capacity:
                     out[name][batch] = ModelCosts(batch, scenario.decode_len, math.nan, math.nan, memory, fits=False)
                     continue

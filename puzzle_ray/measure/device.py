@@ -90,7 +90,7 @@ def measure_units_on_device(
                                                    "estimated footprint exceeds the device memory")
             together = config.interleave and sum(estimates[i] for i in fitting) <= capacity
             groups = [fitting] if together else [[i] for i in fitting]
-            for group in groups:
+            for group in filter(None, groups):
                 results.update(_time_group(parent, units, group, batch, scenario, config, device, timer, capacity))
                 _release(device)
     out = []
@@ -114,14 +114,14 @@ def _time_group(parent, units, group, batch, scenario, config, device, timer, ca
     try:
         samplers = {i: _Sampler(units[i], parent, batch, scenario, config, device, baselines) for i in group}
         for r in range(config.warmup + config.repeats):
-            order = group[r % len(group):] + group[: r % len(group)] if group else []
+            order = group[r % len(group):] + group[: r % len(group)]
             with quiet_gc():
                 for i in order:
                     samplers[i].sample(timer, r, record=r >= config.warmup)
         return {(i, batch): s.entry() for i, s in samplers.items()}
     except torch.OutOfMemoryError as e:
         log.warning("timing %d unit(s) at batch %d ran out of device memory: %s", len(group), batch, e)
-        samplers = {}
+        samplers = {}  # drop the stacks before retrying
         _release(device)
         if len(group) > 1:  # try them one at a time before calling any of them too big
             out = {}
